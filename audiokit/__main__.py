@@ -1,0 +1,3 @@
+from audiokit.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line interface: one typer sub-app per group; parsing and printing only."""

@@ -1,0 +1,28 @@
+"""Shared test fixtures.
+
+`shared` points at the project's reference material (`../shared` beside the checkout, or
+$AUDIOKIT_SHARED). Tests that need it skip with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AUDIOKIT_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared, or skip the calling test when it is not there."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (set AUDIOKIT_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture
+def shared() -> Path:
+    return shared_path()
