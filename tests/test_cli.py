@@ -8,7 +8,18 @@ import pytest
 from audiokit import __version__
 from audiokit.cli.main import main
 
-GROUPS = ["asr", "tts", "codec", "generate", "data", "feats", "tokenizer", "train", "score", "model"]
+GROUPS = [
+    "asr",
+    "tts",
+    "codec",
+    "generate",
+    "data",
+    "feats",
+    "tokenizer",
+    "train",
+    "score",
+    "model",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -34,7 +34,9 @@ def read_kv_file(path: str | os.PathLike, allow_empty_value: bool = False) -> di
             key = parts[0]
             value = parts[1] if len(parts) > 1 else ""
             if not value and not allow_empty_value:
-                raise DataDirError(f"{path}:{lineno}: key '{key}' has no value; remove the line or add the value")
+                raise DataDirError(
+                    f"{path}:{lineno}: key '{key}' has no value; remove the line or add the value"
+                )
             if key in entries:
                 raise DataDirError(
                     f"{path}:{lineno}: duplicate key '{key}'; keep one entry per key "
@@ -44,7 +46,11 @@ def read_kv_file(path: str | os.PathLike, allow_empty_value: bool = False) -> di
     return entries
 
 
-def write_kv_file(path: str | os.PathLike, entries: Mapping[str, object] | Iterable[tuple[str, object]], sort: bool = True) -> None:
+def write_kv_file(
+    path: str | os.PathLike,
+    entries: Mapping[str, object] | Iterable[tuple[str, object]],
+    sort: bool = True,
+) -> None:
     """Write `KEY VALUE` lines atomically; sorted by key (C locale byte order, as Kaldi wants)."""
     items = list(entries.items()) if isinstance(entries, Mapping) else list(entries)
     if sort:
