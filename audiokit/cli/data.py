@@ -1,10 +1,165 @@
-"""`audiokit data` commands (being built)."""
+"""`audiokit data`: validate, fix, subset, combine and summarise Kaldi data dirs.
+
+Heavy modules are imported inside the commands so `audiokit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
 
 import typer
+from rich.text import Text
 
-app = typer.Typer(help="data commands.", add_completion=False, no_args_is_help=True)
+from audiokit.cli._console import console
+
+app = typer.Typer(
+    help="Kaldi data dirs: validate, fix, subset, combine, info.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+SHOWN_PER_KIND = 20  # problems listed per kind unless --all
+
+_DIR = typer.Argument(..., help="Kaldi data dir (wav.scp, text, utt2spk, ...).", show_default=False)
+_NJ = typer.Option(4, "--nj", min=1, help="Parallel jobs for reading audio headers.")
+_OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace a data dir already at the destination."
+)
 
 
-@app.command("placeholder-data", hidden=True)
-def _placeholder() -> None:
-    pass
+@app.command()
+def validate(
+    data_dir: Path = _DIR,
+    check_audio: bool = typer.Option(
+        True, "--check-audio/--no-check-audio", help="Open every audio header (slower, thorough)."
+    ),
+    allow_pipes: bool = typer.Option(
+        False, "--allow-pipes", help="Run piped wav.scp commands (only for data you trust)."
+    ),
+    show_all: bool = typer.Option(
+        False, "--all", help=f"List every problem, not {SHOWN_PER_KIND} per kind."
+    ),
+    nj: int = _NJ,
+) -> None:
+    """Check a data dir; exit 1 if it has errors (warnings alone exit 0)."""
+    from audiokit.data.validate import validate_data_dir
+
+    problems = validate_data_dir(data_dir, check_audio=check_audio, allow_pipes=allow_pipes, nj=nj)
+    _print_problems(problems, show_all)
+    errors = [p for p in problems if p.level == "error"]
+    warnings = len(problems) - len(errors)
+    warn = f", {warnings} warning(s)" if warnings else ""
+    if errors:
+        fixable = sum(p.fixable for p in errors)
+        hint = f"; {fixable} fixable with `audiokit data fix {data_dir}`" if fixable else ""
+        console.print(Text(f"{data_dir}: {len(errors)} error(s){hint}{warn}", style="bold red"))
+        raise typer.Exit(1)
+    console.print(Text(f"OK: {data_dir} is a valid data dir{warn}", style="bold green"))
+
+
+def _print_problems(problems, show_all: bool) -> None:
+    by_kind = defaultdict(list)
+    for p in problems:
+        by_kind[p.level, p.kind].append(p)
+    for (level, _kind), group in sorted(by_kind.items()):
+        shown = group if show_all else group[:SHOWN_PER_KIND]
+        for p in shown:
+            line = Text(f"{level}: ", style="red" if level == "error" else "yellow")
+            line.append(f"{p.file}: ", style="bold")
+            line.append(p.message)
+            console.print(line, soft_wrap=True)
+        if len(group) > len(shown):
+            console.print(f"  ... and {len(group) - len(shown)} more like this (--all lists them)")
+
+
+@app.command()
+def fix(
+    data_dir: Path = _DIR,
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the fixed dir here; default: fix in place (backup in .backup/)."
+    ),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Sort, dedupe and drop inconsistent utterances (like Kaldi's fix_data_dir.sh)."""
+    from audiokit.data.operations import fix_data_dir
+    from audiokit.data.validate import validate_data_dir
+
+    res = fix_data_dir(data_dir, out, overwrite=overwrite)
+    kept = len(res.data)
+    console.print(f"kept {kept} of {res.total} utterance(s) -> {res.path}", highlight=False)
+    reasons = defaultdict(list)
+    for utt, why in res.dropped.items():
+        reasons[why].append(utt)
+    for why, utts in sorted(reasons.items()):
+        examples = ", ".join(sorted(utts)[:5]) + (", ..." if len(utts) > 5 else "")
+        console.print(Text(f"  dropped {len(utts)}: {why} ({examples})"), soft_wrap=True)
+    for note in res.notes:
+        console.print(Text(f"  note: {note}"), soft_wrap=True)
+    if out is None:
+        changed = ", ".join(res.changed + [f"{r} (removed)" for r in res.removed]) or "nothing"
+        console.print(Text(f"  changed: {changed}"))
+        if res.backup is not None:
+            console.print(Text(f"  originals kept in {res.backup}"))
+    left = [p for p in validate_data_dir(res.path, check_audio=False) if p.level == "error"]
+    if left:
+        console.print(
+            Text(
+                f"{len(left)} error(s) need a manual fix; see `audiokit data validate {res.path}`",
+                style="bold yellow",
+            )  # fmt: skip
+        )
+
+
+@app.command()
+def subset(
+    src: Path = typer.Argument(..., help="Source data dir.", show_default=False),
+    dst: Path = typer.Argument(..., help="Destination data dir (new).", show_default=False),
+    first: int | None = typer.Option(None, "--first", help="The first N utterances (id order)."),
+    last: int | None = typer.Option(None, "--last", help="The last N utterances (id order)."),
+    utt_list: Path | None = typer.Option(None, "--utt-list", help="File of utterance ids to keep."),
+    spk_list: Path | None = typer.Option(None, "--spk-list", help="File of speaker ids to keep."),
+    random: int | None = typer.Option(None, "--random", help="N utterances drawn at random."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for --random."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Copy a subset of utterances to a new data dir (give exactly one selector)."""
+    from audiokit.data.operations import subset_data_dir
+
+    res = subset_data_dir(src, dst, first=first, last=last, utt_list=utt_list, spk_list=spk_list,
+                          random=random, seed=seed, overwrite=overwrite)  # fmt: skip
+    console.print(
+        f"wrote {len(res.data)} of {res.total} utterance(s) to {res.path}", highlight=False
+    )
+    for note in res.notes:
+        console.print(Text(f"  note: {note}"), soft_wrap=True)
+
+
+@app.command()
+def combine(
+    dst: Path = typer.Argument(..., help="Destination data dir (new).", show_default=False),
+    srcs: list[Path] = typer.Argument(..., help="Source data dirs.", show_default=False),
+    overwrite: bool = _OVERWRITE,
+    nj: int = _NJ,
+) -> None:
+    """Combine data dirs (like Kaldi's combine_data.sh); conflicting duplicate ids are an error."""
+    from audiokit.data.operations import combine_data_dirs
+
+    res = combine_data_dirs(dst, srcs, overwrite=overwrite, nj=nj)
+    console.print(
+        f"combined {len(srcs)} dir(s): {len(res.data)} utterance(s) in {res.path}", highlight=False
+    )
+    for note in res.notes:
+        console.print(Text(f"  note: {note}"), soft_wrap=True)
+
+
+@app.command()
+def info(
+    data_dir: Path = _DIR,
+    nj: int = _NJ,
+    allow_pipes: bool = typer.Option(False, "--allow-pipes", help="Run piped wav.scp commands."),
+) -> None:
+    """Utterances, speakers, hours, duration histogram and vocabulary of a data dir."""
+    from audiokit.data.summary import render_summary, summarize
+
+    console.print(render_summary(summarize(data_dir, nj=nj, allow_pipes=allow_pipes)))
