@@ -40,3 +40,20 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
         raise RuntimeError("boom")
     assert p.read_text() == "old"
     assert list(tmp_path.iterdir()) == [p]
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from audiokit.utils.atomic import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.txt") as f:
+            f.write("x")
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644
