@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,8 +11,12 @@ from pathlib import Path
 from typing import IO
 
 
+@functools.cache
 def _default_mode() -> int:
-    """Permissions a plain open() would give a new file (mkstemp makes 0600 files)."""
+    """Permissions a plain open() would give a new file (mkstemp makes 0600 files).
+
+    Read once: os.umask can only be read by setting it, which is not thread-safe.
+    """
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
