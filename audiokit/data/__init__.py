@@ -1,23 +1,18 @@
-"""Kaldi data directories: load, validate, fix, subset, combine and summarise.
+"""Kaldi data directories (load, validate, fix, subset, combine, summarise) and training data
+(dataset, duration-bucketed sampler, collate).
 
-Importing this package is light (no numpy/torch); audio is read lazily via audiokit.audio.
+Importing this package is light (no numpy/torch): names load on first use.
 """
 
-from audiokit.data.data_dir import DataDir, Segment, Utterance
-from audiokit.data.operations import OpResult, combine_data_dirs, fix_data_dir, subset_data_dir
-from audiokit.data.summary import Summary, summarize
-from audiokit.data.validate import Problem, validate_data_dir
+from audiokit.utils.lazy import lazy_exports
 
-__all__ = [
-    "DataDir",
-    "OpResult",
-    "Problem",
-    "Segment",
-    "Summary",
-    "Utterance",
-    "combine_data_dirs",
-    "fix_data_dir",
-    "subset_data_dir",
-    "summarize",
-    "validate_data_dir",
-]
+_EXPORTS = {
+    "audiokit.data.data_dir": ["DataDir", "Segment", "Utterance"],
+    "audiokit.data.operations": ["OpResult", "combine_data_dirs", "fix_data_dir", "subset_data_dir"],
+    "audiokit.data.summary": ["Summary", "summarize"],
+    "audiokit.data.validate": ["Problem", "validate_data_dir"],
+    "audiokit.data.dataset": ["AsrDataset", "default_frontend"],
+    "audiokit.data.sampler": ["DynamicBucketSampler"],
+    "audiokit.data.collate": ["collate_asr", "make_dataloader", "ResumableDataLoader"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
