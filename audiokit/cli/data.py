@@ -163,3 +163,93 @@ def info(
     from audiokit.data.summary import render_summary, summarize
 
     console.print(render_summary(summarize(data_dir, nj=nj, allow_pipes=allow_pipes)))
+
+
+# ---- corpus preparation -------------------------------------------------------------------
+prepare_app = typer.Typer(
+    help="Prepare corpora as Kaldi data dirs: mini-en (synthetic, offline), librispeech, aishell.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+app.add_typer(prepare_app, name="prepare")
+
+_OUT = typer.Argument(..., help="Output folder for the data dirs.", show_default=False)
+_DATA_ROOT = typer.Option(None, "--data-root", help="An existing copy of the corpus.")
+_DOWNLOAD_DIR = typer.Option(
+    None, "--download-dir", help="Download (resumable, md5-checked) and extract here."
+)
+_PREP_NJ = typer.Option(8, "--nj", min=1, help="Parallel jobs for reading audio headers.")
+_PREP_OVERWRITE = typer.Option(
+    False, "--overwrite", help="Redo data dirs that already exist in OUT_DIR."
+)
+SHOWN_SKIPPED = 5  # skipped items listed per reason
+
+
+def _report_prepared(dirs) -> None:
+    for d in dirs:
+        state = "already prepared, kept" if d.reused else "written"
+        console.print(f"{d.name}: {d.num_utts} utterance(s) -> {d.path} ({state})", highlight=False)
+        for why, items in sorted(d.skipped.items()):
+            more = ", ..." if len(items) > SHOWN_SKIPPED else ""
+            shown = ", ".join(items[:SHOWN_SKIPPED]) + more
+            console.print(
+                Text(f"  skipped {len(items)}: {why} ({shown})", style="yellow"), soft_wrap=True
+            )
+
+
+@prepare_app.command("mini-en")
+def prepare_mini_en_cmd(
+    out_dir: Path = _OUT,
+    num_utts: int = typer.Option(
+        3400, "--num-utts", min=3, help="Utterances in all (3400 = 3000 train, 200 dev, 200 test)."
+    ),
+    nj: int = typer.Option(2, "--nj", min=1, help="Parallel synthesis processes."),
+    seed: int = typer.Option(0, "--seed", help="Seed for text, voices, prosody and noise."),
+) -> None:
+    """Synthesise the mini_en corpus with espeak-ng voices (offline; about a minute)."""
+    from audiokit.data.corpora.mini_en import prepare_mini_en
+
+    res = prepare_mini_en(out_dir, num_utts=num_utts, nj=nj, seed=seed)
+    _report_prepared(res.dirs)
+    console.print(
+        f"synthesised {res.synthesised} utterance(s) in {res.seconds:.1f} s", highlight=False
+    )
+
+
+def _parts(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+@prepare_app.command("librispeech")
+def prepare_librispeech_cmd(
+    out_dir: Path = _OUT,
+    parts: str = typer.Option(
+        "train-clean-100,dev-clean,test-clean", "--parts", help="Comma-separated parts."
+    ),
+    data_root: Path | None = _DATA_ROOT,
+    download_dir: Path | None = _DOWNLOAD_DIR,
+    nj: int = _PREP_NJ,
+    overwrite: bool = _PREP_OVERWRITE,
+) -> None:
+    """LibriSpeech (SLR12): one data dir per part, e.g. OUT_DIR/dev_clean."""
+    from audiokit.data.corpora.librispeech import prepare_librispeech
+
+    dirs = prepare_librispeech(out_dir, _parts(parts), data_root=data_root,
+                               download_dir=download_dir, nj=nj, overwrite=overwrite)  # fmt: skip
+    _report_prepared(dirs)
+
+
+@prepare_app.command("aishell")
+def prepare_aishell_cmd(
+    out_dir: Path = _OUT,
+    data_root: Path | None = _DATA_ROOT,
+    download_dir: Path | None = _DOWNLOAD_DIR,
+    nj: int = _PREP_NJ,
+    overwrite: bool = _PREP_OVERWRITE,
+) -> None:
+    """AISHELL-1 (SLR33): OUT_DIR/{train,dev,test}, transcripts as characters."""
+    from audiokit.data.corpora.aishell import prepare_aishell
+
+    dirs = prepare_aishell(out_dir, data_root=data_root, download_dir=download_dir, nj=nj,
+                           overwrite=overwrite)  # fmt: skip
+    _report_prepared(dirs)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# mini_en: synthesise the offline English corpus into data/{train,dev,test} (about a minute).
+# Usage: local/data.sh [--num-utts N] [--nj N] [--seed S]   (run from egs/mini_en/asr1)
+set -euo pipefail
+audiokit data prepare mini-en "${MINI_EN_DIR:-data}" "$@"
+for split in train dev test; do
+    audiokit data validate "${MINI_EN_DIR:-data}/${split}"
+done
