@@ -34,5 +34,9 @@ class ConfigError(AudiokitError):
     """An invalid option or configuration value."""
 
 
+class ModelError(AudiokitError):
+    """A model directory or checkpoint that is missing files or does not fit its config."""
+
+
 class NotBuiltError(AudiokitError):
     """A part of audiokit that is planned but not built yet."""

@@ -274,3 +274,8 @@ def test_speaker_of():
     assert speaker_of("noseparator") == "noseparator"
     assert speaker_of("4t0c0201", "wsj") == "4t0"
     assert speaker_of("x-1", "utt") == "x-1"
+
+
+def test_utt2spk_applies_when_case_is_ignored():
+    r = score_corpus({"U-1": "a b"}, {"u-1": "a c"}, ignore_case=True, utt2spk={"U-1": "alice"})
+    assert list(r.speakers) == ["alice"]

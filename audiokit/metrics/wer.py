@@ -146,7 +146,8 @@ def score_corpus(
     elif callable(utt2spk):
         spk_of = utt2spk
     else:
-        mapping = utt2spk
+        # ids were folded above, so the mapping's keys must be folded the same way
+        mapping = {k.lower(): v for k, v in utt2spk.items()} if ignore_case else utt2spk
 
         def spk_of(u: str) -> str:
             return mapping.get(u, speaker_of(u, id_format))
