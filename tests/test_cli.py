@@ -41,7 +41,7 @@ def test_version():
     assert out.stdout.strip() == f"audiokit {__version__}"
 
 
-@pytest.mark.parametrize("group", ["asr", "tts", "codec", "generate", "train", "model"])
+@pytest.mark.parametrize("group", ["tts", "codec", "generate", "train", "model"])
 def test_not_built_group_says_so_and_exits_2(group):
     out = run_cli(group, "anything", "--flag")
     assert out.returncode == 2
@@ -51,13 +51,13 @@ def test_not_built_group_says_so_and_exits_2(group):
 
 def test_user_error_is_one_line_without_traceback(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["asr", "transcribe", "x.wav"])
+        main(["tts", "synthesize", "x.txt"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
 
 
 def test_debug_shows_traceback():
-    out = run_cli("--debug", "asr", "transcribe")
+    out = run_cli("--debug", "tts", "synthesize")
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "NotBuiltError" in out.stderr

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from audiokit import __version__
-from audiokit.cli import data, feats, score, tokenizer
+from audiokit.cli import asr, data, feats, score, tokenizer
 from audiokit.cli._console import err_console
 from audiokit.cli._planned import add_planned
 from audiokit.errors import AudiokitError
@@ -39,7 +39,8 @@ def _global_options(
     _state["debug"] = debug
 
 
-for _name in ("asr", "tts", "codec", "generate"):
+app.add_typer(asr.app, name="asr")
+for _name in ("tts", "codec", "generate"):
     add_planned(app, _name)
 app.add_typer(data.app, name="data")
 app.add_typer(feats.app, name="feats")
