@@ -7,7 +7,7 @@ import sys
 import typer
 
 from audiokit import __version__
-from audiokit.cli import asr, data, feats, score, tokenizer
+from audiokit.cli import asr, data, feats, model, score, tokenizer, train
 from audiokit.cli._console import err_console
 from audiokit.cli._planned import add_planned
 from audiokit.errors import AudiokitError
@@ -45,9 +45,9 @@ for _name in ("tts", "codec", "generate"):
 app.add_typer(data.app, name="data")
 app.add_typer(feats.app, name="feats")
 app.add_typer(tokenizer.app, name="tokenizer")
-add_planned(app, "train")
+app.command("train", help=train.HELP)(train.train)
 app.command("score", help=score.HELP)(score.score)
-add_planned(app, "model")
+app.add_typer(model.app, name="model")
 
 
 def main(argv: list[str] | None = None) -> None:
