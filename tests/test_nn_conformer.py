@@ -18,6 +18,7 @@ from audiokit.nn.masks import (
 )
 from audiokit.nn.positional import RelPositionalEncoding, relative_sinusoids
 from audiokit.nn.subsampling import (
+    DEPTHWISE,
     Conv2dSubsampling,
     min_input_frames,
     subsampled_length,
@@ -43,25 +44,35 @@ def _wenet_mask_length(n: int, name: str) -> int:
     return len(idx)
 
 
-@pytest.mark.parametrize("name", ["conv2d4", "conv2d6", "conv2d8"])
+@pytest.mark.parametrize("name", ["conv2d4", "conv2d6", "conv2d8", "dw_conv2d4", "dw_conv2d8"])
 def test_subsampling_shapes_and_lengths(name: str) -> None:
     torch.manual_seed(0)
     sub = Conv2dSubsampling(input_dim=23, d_model=8, name=name)
     low = min_input_frames(name)
-    assert low == {"conv2d4": 7, "conv2d6": 11, "conv2d8": 15}[name]
+    plain = DEPTHWISE.get(name, name)  # depthwise variants share the plain geometry
+    assert low == {"conv2d4": 7, "conv2d6": 11, "conv2d8": 15}[plain]
     assert (
-        sub.factor == subsampling_factor(name) == {"conv2d4": 4, "conv2d6": 6, "conv2d8": 8}[name]
+        sub.factor == subsampling_factor(name) == {"conv2d4": 4, "conv2d6": 6, "conv2d8": 8}[plain]
     )
     assert subsampled_length(low, name) == 1 and subsampled_length(low - 1, name) == 0
     lengths = torch.arange(low, low + 30)
     x = torch.randn(len(lengths), int(lengths.max()), 23)
     out, out_lengths = sub(x, lengths)
     assert out.shape == (len(lengths), int(out_lengths.max()), 8)
-    assert out_lengths.tolist() == [_wenet_mask_length(n, name) for n in lengths.tolist()]
+    assert out_lengths.tolist() == [_wenet_mask_length(n, plain) for n in lengths.tolist()]
     with pytest.raises(FeatureError, match=f"at least {low}"):
         sub(x[:2, : low - 1], torch.tensor([low - 1, low - 1]))
     with pytest.raises(ConfigError, match="input_dim"):
         Conv2dSubsampling(input_dim=low - 1, d_model=8, name=name)
+
+
+def test_depthwise_subsampling_is_separable_and_smaller() -> None:
+    plain = Conv2dSubsampling(80, 64, "conv2d8")
+    dw = Conv2dSubsampling(80, 64, "dw_conv2d8")
+    groups = [m.groups for m in dw.conv if isinstance(m, torch.nn.Conv2d)]
+    assert groups == [1, 64, 1, 64, 1]  # full first conv, then depthwise + pointwise pairs
+    count = lambda m: sum(p.numel() for p in m.conv.parameters())  # noqa: E731
+    assert count(dw) * 5 < count(plain)
 
 
 def test_subsampling_unknown_name() -> None:
@@ -151,7 +162,12 @@ def test_rel_attention_matches_naive(chunked: bool) -> None:
 
 @pytest.mark.parametrize(
     ("subsampling", "conv_norm"),
-    [("conv2d4", "batch_norm"), ("conv2d6", "layer_norm"), ("conv2d8", "batch_norm")],
+    [
+        ("conv2d4", "batch_norm"),
+        ("conv2d6", "layer_norm"),
+        ("conv2d8", "batch_norm"),
+        ("dw_conv2d4", "batch_norm"),
+    ],
 )
 def test_encoder_padding_invariance(subsampling: str, conv_norm: str) -> None:
     torch.manual_seed(0)
