@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,29 @@ def progress_bar(enabled: bool):
     )
 
 
+def format_record(prefix: str, record: dict[str, Any]) -> str:
+    """One log line: `train step 25 epoch 1: loss 81.2 ctc 81.2 lr 3.3e-04 ...`."""
+    head = f"{prefix} step {record['step']}" + (
+        f" epoch {record['epoch']}" if "epoch" in record else ""
+    )
+    parts = [
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in record.items()
+        if k not in ("step", "epoch")
+    ]
+    return f"{head}: " + " ".join(parts)
+
+
 class TrainLogger:
     """Collects `{"step", ...}` training records and per-epoch validation records."""
 
-    def __init__(self, exp_dir: str | os.PathLike, enabled: bool, resume_step: int = 0) -> None:
+    def __init__(
+        self, exp_dir: str | os.PathLike, enabled: bool, resume_step: int = 0, echo: bool = False
+    ) -> None:
         self.exp_dir = Path(exp_dir)
         self.enabled = enabled
+        # Without a progress bar (logs, batch jobs) each record is also printed as one line.
+        self.echo = echo
         self.records: list[dict[str, Any]] = []
         self._writer = None
         if not enabled:
@@ -60,6 +78,8 @@ class TrainLogger:
         if not self.enabled:
             return
         self.records.append({"kind": prefix, **record})
+        if self.echo:
+            print(format_record(prefix, record), file=sys.stderr, flush=True)
         step = int(record["step"])
         for name, value in record.items():
             if name != "step" and isinstance(value, int | float) and not isinstance(value, bool):

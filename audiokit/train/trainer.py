@@ -382,11 +382,14 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until `train.epochs` (or `max_steps`); returns a summary of the run."""
-        self.logger = TrainLogger(self.exp_dir, self.dist.is_main, resume_step=self.step)
+        show_bar = self.dist.is_main and sys.stderr.isatty()
+        self.logger = TrainLogger(
+            self.exp_dir, self.dist.is_main, resume_step=self.step, echo=not show_bar
+        )
         self.model.train()
         accum = 1 if self.multi else self.tc.accum_grad
         last_valid: dict[str, float] = {}
-        with progress_bar(self.dist.is_main and sys.stderr.isatty()) as progress:
+        with progress_bar(show_bar) as progress:
             while self.epoch < self.tc.epochs and not self._finished():
                 epoch = self.epoch
                 if hasattr(self.data.train_set, "set_epoch"):
