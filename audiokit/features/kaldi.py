@@ -11,6 +11,7 @@ Features are computed without autograd.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 
 import torch
@@ -26,7 +27,13 @@ from audiokit.features.kaldi_frames import (
     log_energy,
     num_frames,
 )
-from audiokit.features.kaldi_mel import dct_matrix, lifter_coeffs, mel_banks
+from audiokit.features.kaldi_mel import (
+    MelBand,
+    apply_mel_bands,
+    dct_matrix,
+    lifter_coeffs,
+    mel_bands,
+)
 from audiokit.features.kaldi_options import (
     FbankOptions,
     FrameOptions,
@@ -88,12 +95,39 @@ def _check_inputs(waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Te
     return waveforms, lengths, single
 
 
-# Frames per block and CPU thread: a block's working set stays in cache, which measured ~2x
-# faster than one pass over every frame at once. Accelerators take everything in one block.
+# CPU work runs in two cache-sized stages. Framing and FFT go block by block (frames per block
+# and thread): a block's working set stays in cache, ~2x faster than one pass over every frame.
+# The spectra of up to CPU_CHUNK_FRAMES frames are then featurised together (mel product, log,
+# DCT): those steps are cheap per frame, so fewer, larger calls beat per-block ones (each torch
+# call costs microseconds). Accelerators take everything in one block and one chunk.
 CPU_BLOCK_FRAMES = 512
 MAX_CPU_BLOCK_FRAMES = 4096
+CPU_CHUNK_FRAMES = 2048
 
-BlockFeatures = Callable[[Tensor, "Tensor | None"], Tensor]
+# CPU scratch buffers are kept per thread between calls (up to this many elements each). malloc
+# returns large freed blocks to the OS, and every freshly mapped 4 KiB page then costs a page
+# fault (~4 us each on the shared VM we measured): without this, ~1000 faults (~4 ms) per call
+# of the benchmark in docs/benchmarks.md. Accelerator allocators cache blocks themselves.
+MAX_KEPT_SCRATCH = 1 << 22
+_kept = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], like: Tensor, dtype: torch.dtype) -> Tensor:
+    """An uninitialised buffer of `shape` on `like`'s device, reused across calls on CPU."""
+    numel = math.prod(shape)
+    if like.device.type != "cpu" or numel > MAX_KEPT_SCRATCH:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    pool: dict[tuple[str, torch.dtype], Tensor] = _kept.__dict__.setdefault("pool", {})
+    buf = pool.get((name, dtype))
+    if buf is None or buf.numel() < numel:
+        with torch.inference_mode(False):  # an inference tensor could not be reused outside
+            buf = pool[(name, dtype)] = torch.empty(numel, dtype=dtype)
+    return buf[:numel].view(shape)
+
+
+# f(spectra (C, K) (float, overwritable), log energy (C,) or None, out (C, dim)): writes the
+# features of C frames into `out`.
+Featurise = Callable[[Tensor, "Tensor | None", Tensor], None]
 
 
 @torch.no_grad()  # feature extraction, not a differentiable layer
@@ -102,45 +136,69 @@ def _compute(
     lengths: Tensor | None,
     frame: FrameOptions,
     generator: torch.Generator | None,
-    want_raw_energy: bool,
+    energy_kind: str | None,
     dim: int,
-    make_block_fn: Callable[[torch.device, torch.dtype], BlockFeatures],
+    make_featurise: Callable[[torch.device, torch.dtype], Featurise],
 ) -> tuple[Tensor, Tensor]:
-    """Frame, window and featurise a batch block by block.
+    """Frame, window, FFT and featurise a batch.
 
-    ``make_block_fn(device, dtype)`` returns ``f(windowed (C, n_fft), raw_log_energy (C,) or
-    None) -> (C, dim)``, which does the rest. Returns feats (B, F_max, dim), zero past each
-    count (or (F, dim) for 1-D input), and the counts.
+    Every real frame gets its power spectrum |X|^2 (K = n_fft/2 + 1 bins) and, with
+    ``energy_kind`` "raw" (before preemphasis and window) or "windowed", its log energy;
+    ``make_featurise(device, dtype)`` turns those into features. Returns feats (B, F_max, dim),
+    zero past each count (or (F, dim) for 1-D input), and the counts (B,) int64.
     """
     wave, lens, single = _check_inputs(waveforms, lengths)
     counts = check_lengths(lens, frame)
     frames, first = frame_signal(wave, lens, counts, frame)  # (R, L) strided view
     rows, dest = frame_index(counts, first, frame.window_shift)
-    f_max, total = int(counts.max()), rows.numel()
-    out = wave.new_zeros(wave.shape[0] * f_max, dim)
+    batch, f_max, total = wave.shape[0], int(counts.max()), rows.numel()
     process = FrameProcessor(frame, wave.device, wave.dtype)
-    per_block = make_block_fn(wave.device, wave.dtype)
-    block = total
+    featurise = make_featurise(wave.device, wave.dtype)
+    block = chunk = total
     if wave.device.type == "cpu":
         block = min(total, CPU_BLOCK_FRAMES * torch.get_num_threads(), MAX_CPU_BLOCK_FRAMES)
-    # Scratch reused by every block: gathered frames and the zero-padded FFT input.
-    scratch = wave.new_empty(block, frame.window_size)
-    padded = wave.new_zeros(block, frame.padded_window_size)
-    for start in range(0, total, block):
-        n = min(block, total - start)
-        x = torch.index_select(frames, 0, rows[start : start + n], out=scratch[:n])
-        energy = process(x, padded[:n], generator, want_raw_energy)
-        out.index_copy_(0, dest[start : start + n], per_block(padded[:n], energy))
-    out = out.view(wave.shape[0], f_max, dim)
+        chunk = min(total, block * max(1, CPU_CHUNK_FRAMES // block))  # whole blocks
+    # Scratch reused throughout: gathered frames, the zero-padded FFT input, a chunk's spectra
+    # and energies, and (unless rows are already in output order) its features.
+    n_fft, real = frame.padded_window_size, wave.dtype
+    scratch = _scratch("frames", (block, frame.window_size), wave, real)
+    padded = _scratch("padded", (block, n_fft), wave, real)
+    padded[:, frame.window_size :] = 0.0  # the FFT's zero padding; blocks fill the rest
+    spectra = _scratch("spectra", (chunk, n_fft // 2 + 1), wave, real)
+    energies = _scratch("energies", (chunk,), wave, real) if energy_kind else None
+    in_order = total == batch * f_max  # every utterance has F_max frames
+    if in_order:
+        out = wave.new_empty(total, dim)
+    else:
+        out, feats = wave.new_zeros(batch * f_max, dim), _scratch("feats", (chunk, dim), wave, real)
+    for c0 in range(0, total, chunk):
+        cn = min(chunk, total - c0)
+        for b0 in range(c0, c0 + cn, block):
+            n, i = min(block, c0 + cn - b0), b0 - c0
+            x = torch.index_select(frames, 0, rows[b0 : b0 + n], out=scratch[:n])
+            energy = process(x, padded[:n], generator, energy_kind == "raw")
+            if energy_kind == "windowed":
+                energy = log_energy(padded[:n])  # Kaldi: energy of the windowed frame
+            if energies is not None:
+                energies[i : i + n] = energy
+            _power_spectrum(padded[:n], spectra[i : i + n])
+        chunk_energy = None if energies is None else energies[:cn]
+        if in_order:
+            featurise(spectra[:cn], chunk_energy, out[c0 : c0 + cn])
+        else:
+            featurise(spectra[:cn], chunk_energy, feats[:cn])
+            out.index_copy_(0, dest[c0 : c0 + cn], feats[:cn])
+    out = out.view(batch, f_max, dim)
     if single:
         return out[0], counts[0]
     return out, counts
 
 
-def _power_spectrum(windowed: Tensor) -> Tensor:
-    """(C, n_fft) -> (C, n_fft/2 + 1) power spectrum |X|^2."""
+def _power_spectrum(windowed: Tensor, out: Tensor) -> Tensor:
+    """(C, n_fft) -> (C, n_fft/2 + 1) power spectrum re^2 + im^2, written into `out`."""
+    # rfft(out=) would transform into a temporary and copy, so take its own output.
     parts = torch.view_as_real(torch.fft.rfft(windowed, dim=1)).square_()  # (C, K, 2)
-    return parts[..., 0] + parts[..., 1]
+    return torch.add(parts[..., 0], parts[..., 1], out=out)
 
 
 def _floored_energy(energy: Tensor, energy_floor: float) -> Tensor:
@@ -149,12 +207,19 @@ def _floored_energy(energy: Tensor, energy_floor: float) -> Tensor:
     return energy
 
 
-def _mel_energies(windowed: Tensor, banks: Tensor, mel: MelOptions, use_power: bool) -> Tensor:
-    """(C, n_fft) windowed frames -> (C, num_bins) mel energies (not logged)."""
-    power = _power_spectrum(windowed)
+def _energy_kind(use_energy: bool, raw_energy: bool) -> str | None:
+    if not use_energy:
+        return None
+    return "raw" if raw_energy else "windowed"
+
+
+def _mel_energies(
+    power: Tensor, bands: tuple[MelBand, ...], mel: MelOptions, use_power: bool, out: Tensor
+) -> Tensor:
+    """(C, K) power spectra (overwritten) -> mel energies (not logged) in `out` (C, num_bins)."""
     if not use_power:
-        power = power.sqrt_()
-    energies = power @ banks
+        power = power.sqrt_()  # magnitude spectrum
+    energies = apply_mel_bands(power, bands, out)
     if mel.htk_mode:
         energies.clamp_min_(1.0)  # HTK-style flooring of each bank
     return energies
@@ -183,27 +248,28 @@ def fbank(
     """
     opts = opts or FbankOptions()
     opts.validate(vtln_warp)
+    num_bins = opts.mel.num_bins
+    # Columns of the energy (first, or last with htk_compat) and of the mel bins.
+    e_col = num_bins if opts.htk_compat else 0
+    m0 = int(opts.use_energy and not opts.htk_compat)
 
-    def make_block_fn(device: torch.device, dtype: torch.dtype) -> BlockFeatures:
-        banks = mel_banks(opts.mel, opts.frame, device, dtype, vtln_warp)
+    def make_featurise(device: torch.device, dtype: torch.dtype) -> Featurise:
+        bands = mel_bands(opts.mel, opts.frame, device, dtype, vtln_warp)
 
-        def per_block(windowed: Tensor, energy: Tensor | None) -> Tensor:
-            if opts.use_energy and not opts.raw_energy:
-                energy = log_energy(windowed)  # Kaldi: energy of the windowed frame
-            feats = _mel_energies(windowed, banks, opts.mel, opts.use_power)
+        def featurise(power: Tensor, energy: Tensor | None, out: Tensor) -> None:
+            feats = _mel_energies(
+                power, bands, opts.mel, opts.use_power, out[:, m0 : m0 + num_bins]
+            )
             if opts.use_log_fbank:
-                feats = feats.clamp_min_(FLT_EPSILON).log_()
-            if not opts.use_energy:
-                return feats
-            assert energy is not None
-            e = _floored_energy(energy, opts.energy_floor)[:, None]
-            return torch.cat([feats, e] if opts.htk_compat else [e, feats], dim=1)
+                feats.clamp_min_(FLT_EPSILON).log_()
+            if energy is not None:
+                out[:, e_col] = _floored_energy(energy, opts.energy_floor)
 
-        return per_block
+        return featurise
 
-    dim = opts.mel.num_bins + int(opts.use_energy)
-    need_raw = opts.use_energy and opts.raw_energy
-    return _compute(waveforms, lengths, opts.frame, generator, need_raw, dim, make_block_fn)
+    dim = num_bins + int(opts.use_energy)
+    kind = _energy_kind(opts.use_energy, opts.raw_energy)
+    return _compute(waveforms, lengths, opts.frame, generator, kind, dim, make_featurise)
 
 
 def mfcc(
@@ -222,34 +288,30 @@ def mfcc(
     opts = opts or MfccOptions()
     opts.validate(vtln_warp)
 
-    def make_block_fn(device: torch.device, dtype: torch.dtype) -> BlockFeatures:
-        banks = mel_banks(opts.mel, opts.frame, device, dtype, vtln_warp)
+    def make_featurise(device: torch.device, dtype: torch.dtype) -> Featurise:
+        bands = mel_bands(opts.mel, opts.frame, device, dtype, vtln_warp)
         dct = dct_matrix(opts.num_ceps, opts.mel.num_bins, device, dtype)
         lifter = None
         if opts.cepstral_lifter != 0.0:
             lifter = lifter_coeffs(opts.num_ceps, opts.cepstral_lifter, device, dtype)
 
-        def per_block(windowed: Tensor, energy: Tensor | None) -> Tensor:
-            if opts.use_energy and not opts.raw_energy:
-                energy = log_energy(windowed)
-            log_mel = _mel_energies(windowed, banks, opts.mel, True)
-            feats = log_mel.clamp_min_(FLT_EPSILON).log_() @ dct
+        def featurise(power: Tensor, energy: Tensor | None, out: Tensor) -> None:
+            mel = power.new_empty(power.shape[0], opts.mel.num_bins)
+            log_mel = _mel_energies(power, bands, opts.mel, True, mel).clamp_min_(FLT_EPSILON)
+            feats = log_mel.log_() @ dct
             if lifter is not None:
                 feats.mul_(lifter)
-            if opts.use_energy:
-                assert energy is not None
+            if energy is not None:
                 feats[:, 0] = _floored_energy(energy, opts.energy_floor)
             if opts.htk_compat:
                 first = feats[:, :1] if opts.use_energy else feats[:, :1] * math.sqrt(2.0)
                 feats = torch.cat([feats[:, 1:], first], dim=1)
-            return feats
+            out.copy_(feats)
 
-        return per_block
+        return featurise
 
-    need_raw = opts.use_energy and opts.raw_energy
-    return _compute(
-        waveforms, lengths, opts.frame, generator, need_raw, opts.num_ceps, make_block_fn
-    )
+    kind = _energy_kind(opts.use_energy, opts.raw_energy)
+    return _compute(waveforms, lengths, opts.frame, generator, kind, opts.num_ceps, make_featurise)
 
 
 def spectrogram(
@@ -265,15 +327,11 @@ def spectrogram(
     opts = opts or SpectrogramOptions()
     opts.validate()
 
-    def per_block(windowed: Tensor, energy: Tensor | None) -> Tensor:
-        if not opts.raw_energy:
-            energy = log_energy(windowed)
+    def featurise(power: Tensor, energy: Tensor | None, out: Tensor) -> None:
         assert energy is not None
-        feats = _power_spectrum(windowed).clamp_min_(FLT_EPSILON).log_()
-        feats[:, 0] = _floored_energy(energy, opts.energy_floor)  # Kaldi: bin 0 = log energy
-        return feats
+        torch.clamp_min(power, FLT_EPSILON, out=out).log_()
+        out[:, 0] = _floored_energy(energy, opts.energy_floor)  # Kaldi: bin 0 = log energy
 
     dim = opts.frame.padded_window_size // 2 + 1
-    return _compute(
-        waveforms, lengths, opts.frame, generator, opts.raw_energy, dim, lambda d, t: per_block
-    )
+    kind = _energy_kind(True, opts.raw_energy)
+    return _compute(waveforms, lengths, opts.frame, generator, kind, dim, lambda d, t: featurise)

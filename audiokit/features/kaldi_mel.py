@@ -4,6 +4,10 @@ The filterbank is built in single precision step by step as Kaldi does (its opti
 arithmetic are C++ float), so bin edges fall exactly where Kaldi puts them. It is returned as a
 dense ``(N/2 + 1, num_bins)`` matrix: one matmul applies every bank to every frame. The Nyquist
 row is zero because Kaldi's banks only span FFT bins ``0 .. N/2 - 1``.
+
+The matrix is banded (each bank covers a short run of FFT bins; 80 banks at N = 512 have 501
+nonzeros out of 20560), so the feature path applies it as a few dense blocks along the band
+(:func:`mel_bands`, :func:`apply_mel_bands`) instead of one dense matmul.
 """
 
 from __future__ import annotations
@@ -16,6 +20,13 @@ from torch import Tensor
 
 from audiokit.errors import ConfigError
 from audiokit.features.kaldi_options import FrameOptions, MelOptions, cached, options_key
+
+# Cost of one extra matmul call, in multiply-adds per frame, when splitting the mel band into
+# blocks: small matmuls run well below peak, so a few mid-sized blocks beat many tiny ones.
+# Measured on CPU (MKL, 512 to 3695 frames per call): 80 banks -> 4 blocks (32+16+16+16 banks),
+# 2-3x faster than the dense matmul. Accelerators launch a kernel per block: one dense block.
+CPU_MEL_BLOCK_COST = 1000
+MEL_BLOCK_ALIGN = 8  # block edges on multiples of 8 banks: whole SIMD vectors of outputs
 
 f32 = np.float32
 
@@ -116,6 +127,76 @@ def mel_banks(
             device=device, dtype=dtype
         ),
     )
+
+
+def _band_blocks(lo: list[int], hi: list[int], block_cost: int) -> list[tuple[int, int]]:
+    """Split banks 0..M-1 into consecutive ranges [a, b) minimising the sum over blocks of
+    ``block_cost + (hi[b-1] - lo[a]) * (b - a)`` (the FFT rows times banks of each block).
+
+    `lo`/`hi` are each bank's first and past-last nonzero FFT row; both grow with the bank.
+    Dynamic programming over edges at multiples of MEL_BLOCK_ALIGN (and M).
+    """
+    m = len(lo)
+    edges = sorted({*range(0, m, MEL_BLOCK_ALIGN), m})
+    best: dict[int, tuple[int, list[tuple[int, int]]]] = {0: (0, [])}
+    for j in edges[1:]:
+        best[j] = min(
+            (best[i][0] + block_cost + (hi[j - 1] - lo[i]) * (j - i), [*best[i][1], (i, j)])
+            for i in edges
+            if i < j
+        )
+    return best[m][1]
+
+
+MelBand = tuple[int, int, int, int, Tensor]  # FFT rows lo:hi, banks a:b, weights (hi-lo, b-a)
+
+
+def mel_bands(
+    mel: MelOptions,
+    frame: FrameOptions,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    vtln_warp: float = 1.0,
+) -> tuple[MelBand, ...]:
+    """:func:`mel_banks` as dense blocks along its band, for :func:`apply_mel_bands`.
+
+    Every nonzero weight is in exactly one block, so the product sums the same nonzero terms
+    as the dense matmul (only the order of the float additions may differ). On CPU the banks
+    are split to minimise multiply-adds plus a per-call cost; elsewhere one block spans the
+    whole band. Cached per (options, warp, device, dtype).
+    """
+    dev = torch.device(device)
+    block_cost = CPU_MEL_BLOCK_COST if dev.type == "cpu" else 1 << 40
+
+    def build() -> tuple[MelBand, ...]:
+        dense = _mel_banks_numpy(mel, frame, vtln_warp)
+        nz = dense != 0
+        rows = np.arange(dense.shape[0])[:, None]
+        # A bank whose weights are all zero (HTK mode can zero the single weight of a bank)
+        # gets an empty row range; its block then still writes zeros for it.
+        lo = np.where(nz, rows, dense.shape[0]).min(axis=0)
+        hi = np.where(nz, rows + 1, 0).max(axis=0)
+        lo = np.minimum.accumulate(lo[::-1])[::-1].tolist()  # monotone for the block costs
+        hi = np.maximum.accumulate(hi).tolist()
+        weights = torch.from_numpy(dense).to(device=dev, dtype=dtype)
+        bands = []
+        for a, b in _band_blocks(lo, hi, block_cost):
+            r0, r1 = lo[a], max(hi[b - 1], lo[a])
+            bands.append((r0, r1, a, b, weights[r0:r1, a:b].contiguous()))
+        return tuple(bands)
+
+    key = ("mel_bands", options_key(mel), options_key(frame), float(vtln_warp), dev, dtype)
+    return cached(key, build)
+
+
+def apply_mel_bands(power: Tensor, bands: tuple[MelBand, ...], out: Tensor) -> Tensor:
+    """``power (C, N/2+1) @ mel_banks`` into `out` (C, num_bins), one matmul per band block.
+
+    `out` may be a column slice of a wider buffer (its rows must have unit column stride).
+    """
+    for r0, r1, a, b, weights in bands:
+        torch.mm(power[:, r0:r1], weights, out=out[:, a:b])
+    return out
 
 
 def dct_matrix(
