@@ -16,7 +16,6 @@ Layout (see DESIGN.md "The packed model directory")::
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ import yaml
 
 from audiokit import __version__
 from audiokit.errors import ConfigError
+from audiokit.registry import model_class
 
 MODEL_YAML = "model.yaml"
 WEIGHTS = "model.safetensors"
@@ -94,21 +94,6 @@ def frontend_options(frontend: dict[str, Any] | None, sample_rate: int, dither: 
         return build_options("fbank", options)
     except ConfigError as e:
         raise ConfigError(f"frontend: {str(e).lstrip('-')}; fix model.yaml") from None
-
-
-def model_class(architecture: str) -> type:
-    """A registered name (`conformer_ctc`) or `package.module:ClassName`."""
-    if ":" in architecture:
-        module, _, name = architecture.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(
-                f"architecture {architecture!r}: cannot import it ({e}); check model.yaml"
-            ) from None
-    from audiokit.registry import model_class as registered
-
-    return registered(architecture)
 
 
 # ---- writing ---------------------------------------------------------------------------------

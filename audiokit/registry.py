@@ -34,7 +34,19 @@ def _import_all() -> None:
 
 
 def model_class(name: str) -> type:
-    """The class registered under `name`; one-line error listing the known names otherwise."""
+    """The class registered under `name`, or `package.module:ClassName` for a custom model.
+
+    One-line :class:`ConfigError` listing the known names (or the import failure) otherwise.
+    """
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(
+                f"model architecture {name!r}: cannot import it ({e}); check the module path "
+                "and class name"
+            ) from None
     _import_all()
     if name not in MODELS:
         known = ", ".join(sorted(MODELS)) or "none"

@@ -8,7 +8,6 @@ trains.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import math
 import os
@@ -22,6 +21,7 @@ import torch
 import yaml
 
 from audiokit.errors import ConfigError
+from audiokit.registry import model_class
 from audiokit.train import distributed
 from audiokit.train.config import Config, save_config
 from audiokit.train.schedulers import build_scheduler
@@ -148,22 +148,6 @@ def build_data(cfg: Config, info: distributed.DistInfo) -> tuple[TrainData, Any,
         pin_memory=d.pin_memory,
     )
     return data, tokenizer, feature_dim(cfg, frontend)
-
-
-def model_class(architecture: str) -> type:
-    """A registered name (`conformer_ctc`) or `package.module:ClassName` for custom models."""
-    if ":" in architecture:
-        module, _, name = architecture.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(
-                f"model.architecture={architecture!r}: cannot import it ({e}); check the "
-                "module path and class name"
-            ) from None
-    from audiokit.registry import model_class as registered
-
-    return registered(architecture)
 
 
 def build_model(
