@@ -26,3 +26,14 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared() -> Path:
     return shared_path()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread: for tiny shapes extra threads only add overhead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,14 +10,7 @@ import torch
 
 from audiokit.asr.decode import best_path_log_prob, ctc_greedy_search, ctc_prefix_beam_search
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: intra-op threads only add overhead (and thrash on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 NEG = float("-inf")

@@ -12,14 +12,7 @@ from audiokit.errors import ConfigError, FeatureError
 from audiokit.registry import build_model
 from audiokit.train.interface import IGNORE_ID, Batch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: intra-op threads only add overhead (and thrash on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(

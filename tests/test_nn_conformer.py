@@ -25,14 +25,7 @@ from audiokit.nn.subsampling import (
     subsampling_factor,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: intra-op threads only add overhead (and thrash on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _wenet_mask_length(n: int, name: str) -> int:
