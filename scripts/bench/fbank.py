@@ -13,7 +13,7 @@ use the row that includes building the batch).
 like the table (each stage runs alone over all blocks, so its data is warmer in cache than in
 the real call; the stages mirror ``audiokit.features.kaldi._compute``).
 
-    /work/venv/bin/python scripts/bench/fbank.py [--data DIR] [--repeats 20] [--breakdown]
+    python scripts/bench/fbank.py [--data DIR] [--repeats 20] [--breakdown]
 """
 
 from __future__ import annotations
