@@ -165,6 +165,56 @@ def info(
     console.print(render_summary(summarize(data_dir, nj=nj, allow_pipes=allow_pipes)))
 
 
+@app.command("filter")
+def filter_cmd(
+    src: Path = typer.Argument(..., help="Source data dir.", show_default=False),
+    dst: Path = typer.Argument(..., help="Destination data dir (new).", show_default=False),
+    train_config: Path | None = typer.Option(
+        None,
+        "--train-config",
+        help="Training YAML: subsampling, framing and speed factors are read from it.",
+    ),
+    subsampling: str | None = typer.Option(
+        None, "--subsampling", help="conv2d4|conv2d6|conv2d8 (overrides --train-config)."
+    ),
+    min_frames: int = typer.Option(1, "--min-frames", min=1, help="Fewest feature frames."),
+    min_duration: float = typer.Option(0.0, "--min-duration", help="Shortest kept, seconds."),
+    max_duration: float | None = typer.Option(
+        None, "--max-duration", help="Longest kept, seconds (default: no limit)."
+    ),
+    tokenizer: Path | None = typer.Option(
+        None, "--tokenizer", help="Also drop utterances with more CTC labels than output frames."
+    ),
+    nj: int = _NJ,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Drop utterances too short for the model's subsampling, too long, or without text."""
+    from audiokit.data.filter import FilterRules, filter_data_dir, rules_from_config
+
+    changes = {"min_frames": min_frames, "min_duration": min_duration}
+    changes["max_duration"] = max_duration
+    if subsampling is not None:
+        changes["subsampling"] = subsampling
+    if train_config is not None:
+        rules = rules_from_config(train_config, **changes)
+    else:
+        rules = FilterRules(**changes)
+    res = filter_data_dir(src, dst, rules, tokenizer=tokenizer, nj=nj, overwrite=overwrite)
+    console.print(
+        f"kept {res.kept} of {res.total} utterance(s) -> {res.path} (subsampling "
+        f"{rules.subsampling or 'none'}: >= {rules.needed_frames()} frames at speed "
+        f"{max(rules.speed_factors):g})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for why, utts in res.dropped.items():
+        more = ", ..." if len(utts) > SHOWN_SKIPPED else ""
+        shown = ", ".join(utts[:SHOWN_SKIPPED]) + more
+        console.print(
+            Text(f"  dropped {len(utts)}: {why} ({shown})", style="yellow"), soft_wrap=True
+        )
+
+
 # ---- corpus preparation -------------------------------------------------------------------
 prepare_app = typer.Typer(
     help="Prepare corpora as Kaldi data dirs: mini-en (synthetic, offline), librispeech, aishell.",
