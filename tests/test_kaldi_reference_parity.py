@@ -1,7 +1,7 @@
 """Parity with real Kaldi (and HTK) outputs in shared/data/kaldi_features.
 
 Each test prints ``PARITY <reference> ...`` with its largest deviation (run with ``-s``).
-Tolerances, from the project brief:
+Tolerances, from issue 2 (foundation):
   kaldifeat_sine (Kaldi text arks): |diff| 99th percentile <= 1e-2 and max <= 0.1.
   paddlespeech_speech (Kaldi fbank): atol 1e-3 on every frame (none excluded).
   kaldi_htk_speech (HTK HCopy): atol 1e-3 on the configs of Kaldi's feature-{fbank,mfcc}-test.cc,
@@ -87,14 +87,14 @@ SINE_CASES = {  # reference file -> its run.sh command (all with --dither=0)
         w, opts=SpectrogramOptions(frame=_frame(**NOSNIP))
     ),
 }
-# Kaldi's own float32 rounding puts these past the brief's tolerance on the pure-tone sweep: in
+# Kaldi's own float32 rounding puts these past issue 2's tolerance on the pure-tone sweep: in
 # bins 80+ dB below a frame's peak both Kaldi and audiokit only see float noise, and the MFCC
 # DCT with lifter (x up to 12) sums 23 such log errors. kaldi-native-fbank (a C++ Kaldi port)
 # deviates from these arks by the same amounts, and float64 audiokit does too. The tests below
-# these check the same references at the brief's tolerance where the values are resolvable.
+# these check the same references at issue 2's tolerance where the values are resolvable.
 KALDI_FLOAT_NOISE = pytest.mark.xfail(
     strict=True,
-    reason="Kaldi float32 rounding noise in near-silent bins exceeds the brief's tolerance",
+    reason="Kaldi float32 rounding noise in near-silent bins exceeds issue 2's tolerance",
 )
 SINE_PARAMS = [
     pytest.param(name, marks=KALDI_FLOAT_NOISE)
@@ -119,7 +119,7 @@ def test_kaldifeat_sine(name: str) -> None:
 @pytest.mark.parametrize("name", ["test-spectrogram.txt", "test-spectrogram-no-snip-edges.txt"])
 def test_kaldifeat_sine_spectrogram_resolvable_bins(name: str) -> None:
     """Bins within 20 nepers (87 dB) of the frame's peak, plus the energy column, at the
-    brief's tolerance; deeper bins hold only float32 rounding noise in Kaldi's own output."""
+    issue 2's tolerance; deeper bins hold only float32 rounding noise in Kaldi's own output."""
     folder = shared_path("data", "kaldi_features", "kaldifeat_sine")
     ref = _read_text_ark(folder / name)["1"]
     feats = SINE_CASES[name](_wave(folder / "test.wav"))[0].double().numpy()

@@ -77,7 +77,7 @@ class ScoreResult:
     missing: list[str] = field(default_factory=list)  # refs without a hypothesis (all deletions)
     extra: list[str] = field(default_factory=list)  # hypotheses without a reference (not scored)
 
-    # the names the brief's API promises, as shortcuts to the totals
+    # the documented API names, as shortcuts to the totals
     @property
     def n_ref_words(self) -> int:
         return self.total.n_ref
