@@ -37,3 +37,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """Run `audiokit ARGS` in-process through main's error handling: (exit code, stdout, stderr)."""
+    from audiokit.cli.main import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

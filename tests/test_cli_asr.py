@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import typer
 
-from audiokit.cli.main import _global_options, main
 from audiokit.data.kaldi_files import read_kv_file, write_kv_file
 from audiokit.data.synthetic import make_demo_data_dir
+from tests.conftest import run_main
 from tests.test_model_dir import make_model_dir
 
 
@@ -25,21 +24,8 @@ def setup(tmp_path_factory):
 
 
 def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run `audiokit ARGS` in-process through main's error handling, with the asr group
-    registered as the lead will (main.py: app.add_typer(asr.app, name="asr"))."""
-    from audiokit.cli import asr
-
-    app = typer.Typer(pretty_exceptions_enable=False)
-    app.callback()(_global_options)
-    app.add_typer(asr.app, name="asr")
-    monkeypatch.setattr("audiokit.cli.main.app", app)
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """Run `audiokit ARGS` in-process (monkeypatch kept for the callers' environment edits)."""
+    return run_main(capsys, *args)
 
 
 def test_transcribe_text_output(setup, capsys, monkeypatch):

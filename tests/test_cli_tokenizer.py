@@ -7,19 +7,13 @@ import sys
 
 import pytest
 
-from audiokit.cli.main import main
+from tests.conftest import run_main
 from tests.test_tokenizers import CHINESE, english_sentences
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
     """Run `audiokit ARGS` in-process; (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(capsys, *args)
 
 
 @pytest.fixture
