@@ -12,6 +12,7 @@ taken, base lrs, schedule constants) is plain numbers, so it round-trips through
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -20,41 +21,39 @@ from torch.optim.lr_scheduler import LRScheduler
 from audiokit.errors import ConfigError
 
 
-class _FactorScheduler(LRScheduler):
+class _StepScheduler(LRScheduler, metaclass=abc.ABCMeta):
     """lr_i = lr_at(base_lr_i, n), n = number of `step()` calls made after construction."""
 
-    def factor(self, step: int) -> float:
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def lr_at(self, base: float, step: int) -> float:
-        return base * self.factor(step)
+        """The learning rate after `step` steps for a group whose base rate is `base`."""
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(base, self.last_epoch) for base in self.base_lrs]
 
 
-class NoamScheduler(_FactorScheduler):
+class NoamScheduler(_StepScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
         self.warmup_steps = max(1, int(warmup_steps))
         super().__init__(optimizer)
 
-    def factor(self, step: int) -> float:
+    def lr_at(self, base: float, step: int) -> float:
         n = step + 1  # ESPnet counts from 1 so the first update has a non-zero lr
-        return self.warmup_steps**0.5 * min(n**-0.5, n * self.warmup_steps**-1.5)
+        return base * self.warmup_steps**0.5 * min(n**-0.5, n * self.warmup_steps**-1.5)
 
 
-class WarmupConstantScheduler(_FactorScheduler):
+class WarmupConstantScheduler(_StepScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
         self.warmup_steps = int(warmup_steps)
         super().__init__(optimizer)
 
-    def factor(self, step: int) -> float:
+    def lr_at(self, base: float, step: int) -> float:
         if self.warmup_steps <= 0:
-            return 1.0
-        return min(1.0, (step + 1) / self.warmup_steps)
+            return base
+        return base * min(1.0, (step + 1) / self.warmup_steps)
 
 
-class WarmupCosineScheduler(_FactorScheduler):
+class WarmupCosineScheduler(_StepScheduler):
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
