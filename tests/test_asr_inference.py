@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiokit.asr.decode import ctc_greedy_search
-from audiokit.asr.inference import Recognizer, ctc_token_start_frames
+from audiokit.asr.decode import ctc_greedy_search, ctc_token_start_frames
+from audiokit.asr.inference import Recognizer
 from audiokit.asr.long_form import Window, merge_windows, plan_windows
 from audiokit.audio import resample
 from audiokit.errors import FeatureError

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiokit.asr.decode import ctc_greedy_search, ctc_prefix_beam_search
+from audiokit.asr.decode import ctc_greedy_search, ctc_prefix_beam_search, ctc_token_start_frames
+from audiokit.asr.hypothesis import Hypothesis
 from audiokit.errors import ConfigError, FeatureError
 from audiokit.features.cmvn import GlobalCMVN
 from audiokit.nn.conformer import ConformerEncoder
@@ -63,6 +64,8 @@ class ConformerCTC(nn.Module):
     argument is a plain number/string/list, so ``self.config`` can be written to model.yaml
     and handed back to :func:`audiokit.registry.build_model`.
     """
+
+    decoders = ("greedy", "prefix_beam")
 
     def __init__(
         self,
@@ -200,3 +203,34 @@ class ConformerCTC(nn.Module):
                 log_probs, out_lengths, beam_size=beam_size, blank=self.blank_id
             )
         raise ConfigError(f"unknown CTC decoding method '{method}'; use greedy or prefix_beam")
+
+    @torch.no_grad()
+    def recognize(
+        self,
+        feats: torch.Tensor,
+        lengths: torch.Tensor,
+        method: str = "greedy",
+        beam_size: int = 10,
+        **options: Any,
+    ) -> list[Hypothesis]:
+        """Best hypothesis per utterance; token starts at their first CTC frame (input frames)."""
+        if options:
+            raise ConfigError(
+                f"decoding options {', '.join(options)} do not apply to conformer_ctc; drop them"
+            )
+        if method not in self.decoders:
+            raise ConfigError(f"unknown CTC decoding method '{method}'; use greedy or prefix_beam")
+        log_probs, out_lengths = self(feats, lengths)
+        if method == "greedy":
+            ids, frames = ctc_greedy_search(
+                log_probs, out_lengths, self.blank_id, return_frames=True
+            )
+        else:
+            nbest = ctc_prefix_beam_search(log_probs, out_lengths, beam_size, self.blank_id)
+            ids = [hyps[0][0] if hyps else [] for hyps in nbest]
+            frames = ctc_token_start_frames(log_probs, out_lengths, ids, self.blank_id)
+        factor = self.subsampling_factor
+        return [
+            Hypothesis(list(i), [float(f * factor) for f in fr])
+            for i, fr in zip(ids, frames, strict=True)
+        ]

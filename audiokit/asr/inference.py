@@ -22,13 +22,14 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from audiokit.asr.hypothesis import Hypothesis
 from audiokit.asr.long_form import Window, merge_windows, plan_windows
 from audiokit.errors import AudiokitError, ConfigError, FeatureError
+from audiokit.features.frontend import build_frontend
 from audiokit.model_dir import load_model_dir, load_model_tokenizer
 
 # A path, samples at the model's rate ((T,) or (C, T)), or (samples, sample_rate).
 AudioInput = Union[str, os.PathLike, np.ndarray, tuple[np.ndarray, int]]  # noqa: UP007
-DECODERS = ("greedy", "prefix_beam")
 
 
 @dataclass
@@ -59,57 +60,6 @@ class _Piece:
     window: Window
 
 
-def ctc_token_start_frames(
-    log_probs: torch.Tensor, lengths: torch.Tensor, tokens: list[list[int]], blank: int = 0
-) -> list[list[int]]:
-    """First frame of each token on the best (Viterbi) CTC alignment of given token sequences.
-
-    ``log_probs (B, T, V)``, ``lengths (B,)``; ``tokens``: B id lists that fit in their frames
-    (as any CTC decoder's output does). Vectorised over batch x states; loops over frames.
-    """
-    b, t_max, _ = log_probs.shape
-    dev = log_probs.device
-    u = torch.tensor([len(x) for x in tokens], device=dev)
-    s_max = 2 * max(int(u.max()) if b else 0, 0) + 1
-    labels = torch.full((b, s_max), blank, dtype=torch.long, device=dev)
-    for i, x in enumerate(tokens):  # packing only
-        if x:
-            labels[i, 1 : 2 * len(x) : 2] = torch.tensor(x, device=dev)
-    s = torch.arange(s_max, device=dev)
-    valid_s = s[None, :] < (2 * u + 1)[:, None]  # (B, S) True: a state of this utterance
-    prev2 = torch.nn.functional.pad(labels[:, :-2], (2, 0), value=-1)
-    can_skip = (s[None, :] % 2 == 1) & (labels != prev2)  # token after blank, not a repeat
-    emit = log_probs.float().gather(2, labels[:, None, :].expand(b, t_max, s_max))
-    neg = torch.tensor(float("-inf"), device=dev)
-    alpha = torch.where((s[None, :] < 2) & valid_s, emit[:, 0], neg)
-    back = torch.zeros((b, t_max, s_max), dtype=torch.uint8, device=dev)
-    lengths = lengths.to(dev)
-    for t in range(1, t_max):
-        one = torch.nn.functional.pad(alpha[:, :-1], (1, 0), value=float("-inf"))
-        two = torch.nn.functional.pad(alpha[:, :-2], (2, 0), value=float("-inf"))
-        two = torch.where(can_skip, two, neg)
-        best, arg = torch.stack([alpha, one, two], dim=-1).max(dim=-1)
-        new = torch.where(valid_s, best + emit[:, t], neg)
-        live = (t < lengths)[:, None]
-        alpha = torch.where(live, new, alpha)
-        back[:, t] = torch.where(live, arg, 0).to(torch.uint8)
-    last = 2 * u  # final blank state; the last token's state is one before
-    end_tok = (last - 1).clamp(min=0)
-    a_last = alpha.gather(1, last[:, None]).squeeze(1)
-    a_tok = alpha.gather(1, end_tok[:, None]).squeeze(1)
-    state = torch.where((u > 0) & (a_tok > a_last), end_tok, last)
-    path = torch.zeros((b, t_max), dtype=torch.long, device=dev)
-    for t in range(t_max - 1, -1, -1):
-        live = t < lengths
-        path[:, t] = torch.where(live, state, -1)
-        step = back[:, t].gather(1, state[:, None]).squeeze(1).long()
-        state = torch.where(live & (t > 0), state - step, state)
-    prev = torch.nn.functional.pad(path[:, :-1], (1, 0), value=-1)
-    starts = (path % 2 == 1) & (path != prev) & (path >= 0)
-    counts = starts.sum(dim=1).tolist()
-    return [f.tolist() for f in starts.nonzero()[:, 1].split(counts)]
-
-
 class Recognizer:
     """Transcribe audio with a packed model dir (``audiokit model pack``).
 
@@ -129,6 +79,7 @@ class Recognizer:
         max_batch_size: int = 16,
         max_batch_seconds: float = 480.0,
         files_per_chunk: int = 64,
+        options: dict[str, Any] | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -137,14 +88,17 @@ class Recognizer:
         self.device = torch.device(device)
         self.model, self.config = load_model_dir(model_dir, self.device)
         self.tokenizer = load_model_tokenizer(self.config)
-        self.fbank = self.config.fbank_options()
-        if self.fbank is None:
-            raise ConfigError(f"{model_dir}: model.yaml has no frontend; re-pack the model")
+        self.frontend = build_frontend(self.config.frontend, self.config.sample_rate)
         dec = self.config.decoding
-        self.decoder = decoder or dec["method"]
-        if self.decoder not in DECODERS:
-            raise ConfigError(f"decoder '{self.decoder}' is unknown; use greedy or prefix_beam")
+        known = tuple(getattr(self.model, "decoders", ("greedy",)))
+        self.decoder = decoder or dec.get("method") or known[0]
+        if self.decoder not in known:
+            raise ConfigError(
+                f"decoder '{self.decoder}' is unknown for {self.config.architecture}; "
+                f"use {' or '.join(known)}"
+            )
         self.beam_size = int(beam_size or dec["beam_size"])
+        self.options = {**(dec.get("options") or {}), **(options or {})}
         self.window_s = float(window_s if window_s is not None else dec["window_s"])
         self.overlap_s = float(overlap_s if overlap_s is not None else dec["overlap_s"])
         if self.window_s <= 2 * self.overlap_s:
@@ -153,10 +107,10 @@ class Recognizer:
             )
         self.sample_rate = self.config.sample_rate
         self.subsampling = int(getattr(self.model, "subsampling_factor", 1))
-        self.frame_s = self.fbank.frame.frame_shift_ms / 1000.0 * self.subsampling
-        self.align = self.fbank.frame.window_shift * self.subsampling
+        self.feature_frame_s = self.frontend.frame_shift_s
+        self.frame_s = self.feature_frame_s * self.subsampling
+        self.align = self.frontend.frame_shift * self.subsampling
         self.min_frames = int(getattr(self.model, "min_input_frames", 1))
-        self.blank = int(getattr(self.model, "blank_id", 0))
         self.max_batch_size = max_batch_size
         self.max_batch_samples = int(max_batch_seconds * self.sample_rate)
         self.files_per_chunk = max(1, files_per_chunk)
@@ -182,14 +136,11 @@ class Recognizer:
         return "<array>", x
 
     def check_length(self, name: str, n: int) -> None:
-        from audiokit.features.kaldi_frames import num_frames
-
-        if num_frames(n, self.fbank.frame) < self.min_frames:
-            shift, size = self.fbank.frame.window_shift, self.fbank.frame.window_size
-            need = (size + (self.min_frames - 1) * shift) / self.sample_rate
+        if self.frontend.num_frames(n) < self.min_frames:
+            need = (self.min_frames * self.frontend.frame_shift + 1) / self.sample_rate
             raise FeatureError(
                 f"{name}: {n / self.sample_rate:.3f} s of audio is too short for this model "
-                f"(needs at least {need:.3f} s); pad it or skip the file"
+                f"(needs about {need:.3f} s); pad it or skip the file"
             )
 
     # ---- recognition -------------------------------------------------------------------------
@@ -248,10 +199,10 @@ class Recognizer:
         decoded: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
         for batch in self._batches(pieces):
             out = self._decode_batch([waves[p.item][p.window.start : p.window.end] for p in batch])
-            for p, (ids, frames) in zip(batch, out, strict=True):
+            for p, hyp in zip(batch, out, strict=True):
                 offset = p.window.start / self.sample_rate
-                times = [offset + f * self.frame_s for f in frames]
-                decoded[(p.item, p.window.start)] = (ids, times)
+                times = [offset + f * self.feature_frame_s for f in hyp.starts]
+                decoded[(p.item, p.window.start)] = (hyp.token_ids, times)
             if progress is not None:
                 progress(len(batch))
         results = []
@@ -294,21 +245,13 @@ class Recognizer:
         return batches
 
     @torch.inference_mode()
-    def _decode_batch(self, waves: list[np.ndarray]) -> list[tuple[list[int], list[int]]]:
-        """(token ids, start output frame per token) for each waveform of one batch."""
-        from audiokit.asr.decode import ctc_greedy_search, ctc_prefix_beam_search
-        from audiokit.features.kaldi import fbank
-
+    def _decode_batch(self, waves: list[np.ndarray]) -> list[Hypothesis]:
+        """The model's best hypothesis for each waveform of one batch."""
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
         padded = torch.zeros((len(waves), int(lengths.max())), dtype=torch.float32)
         for i, w in enumerate(waves):  # packing only
             padded[i, : len(w)] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
-        feats, num_frames = fbank(padded.to(self.device), lengths.to(self.device), self.fbank)
-        log_probs, out_lengths = self.model(feats, num_frames)
-        if self.decoder == "greedy":
-            ids, frames = ctc_greedy_search(log_probs, out_lengths, self.blank, return_frames=True)
-        else:
-            nbest = ctc_prefix_beam_search(log_probs, out_lengths, self.beam_size, self.blank)
-            ids = [hyps[0][0] if hyps else [] for hyps in nbest]
-            frames = ctc_token_start_frames(log_probs, out_lengths, ids, self.blank)
-        return list(zip(ids, frames, strict=True))
+        feats, num_frames = self.frontend(padded.to(self.device), lengths.to(self.device))
+        return self.model.recognize(
+            feats, num_frames, method=self.decoder, beam_size=self.beam_size, **self.options
+        )

@@ -28,11 +28,6 @@ _NO_MODEL = (
 )
 
 
-class Decoder(str, Enum):
-    greedy = "greedy"
-    prefix_beam = "prefix_beam"
-
-
 class Output(str, Enum):
     text = "text"
     json = "json"
@@ -62,6 +57,10 @@ def resolve_model(model: Path | None) -> Path:
     raise ConfigError(_NO_MODEL)
 
 
+_DECODER_HELP = (
+    "Decoding method the model offers (default: the model's): CTC models greedy|prefix_beam, "
+    "Paraformer greedy|beam, streaming models rnnt|ctc."
+)
 _MODEL_HELP = "Packed model dir (default: $AUDIOKIT_MODEL or default_model in the user config)."
 
 
@@ -70,8 +69,8 @@ def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, mp3, sph).", show_default=False),
     model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP, show_default=False),
     output: Output = typer.Option(Output.text, "--output", help="text: 'PATH<TAB>TEXT' lines; json: one object per line."),
-    decoder: Decoder | None = typer.Option(None, "--decoder", help="CTC decoding (default: the model's, usually greedy)."),
-    beam_size: int | None = typer.Option(None, "--beam-size", help="Beam for prefix_beam (default: the model's, 10)."),
+    decoder: str | None = typer.Option(None, "--decoder", help=_DECODER_HELP, show_default=False),
+    beam_size: int | None = typer.Option(None, "--beam-size", help="Beam width for beam decoders (default: the model's, 10)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     window: float | None = typer.Option(None, "--window", help="Seconds per window for long files (default 30)."),
     overlap: float | None = typer.Option(None, "--overlap", help="Seconds of context each side of a window (default 2)."),
@@ -88,7 +87,7 @@ def transcribe(
     rec = Recognizer(
         resolve_model(model),
         device=device,
-        decoder=decoder.value if decoder else None,
+        decoder=decoder,
         beam_size=beam_size,
         window_s=window,
         overlap_s=overlap,
@@ -117,8 +116,8 @@ def decode(
     model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP, show_default=False),
     nj: int = typer.Option(1, "--nj", help="Parallel decoding processes."),
     batch_size: int = typer.Option(16, "--batch-size", help="Utterances loaded and decoded together."),
-    decoder: Decoder | None = typer.Option(None, "--decoder", help="CTC decoding (default: the model's)."),
-    beam_size: int | None = typer.Option(None, "--beam-size", help="Beam for prefix_beam."),
+    decoder: str | None = typer.Option(None, "--decoder", help=_DECODER_HELP, show_default=False),
+    beam_size: int | None = typer.Option(None, "--beam-size", help="Beam width for beam decoders."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
 ) -> None:  # fmt: skip
     """Decode every utterance of a data dir; write OUT/text and OUT/token_ids, and score them
@@ -134,7 +133,7 @@ def decode(
         task = bar.add_task("decoding", total=total)
         summary = decode_data_dir(
             resolve_model(model), data, out, nj=nj, batch_size=batch_size,
-            decoder=decoder.value if decoder else None, beam_size=beam_size, device=device,
+            decoder=decoder, beam_size=beam_size, device=device,
             progress=lambda n: bar.advance(task, n),
         )  # fmt: skip
     if summary.failed:

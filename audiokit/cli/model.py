@@ -88,3 +88,25 @@ def _best_metric(exp_dir: Path) -> str:
 
 app.command("pack")(model_commands.pack)
 app.command("info")(model_commands.info)
+
+
+@app.command("import")
+def import_(
+    source: str = typer.Option(
+        ..., "--from", help="Toolkit the checkpoint comes from: funasr, nemo, espnet, dac, encodec.",
+        show_default=False,
+    ),
+    src: Path = typer.Argument(..., help="The checkpoint: a model folder or file.", show_default=False),
+    dst: Path = typer.Argument(..., help="The audiokit model dir to write.", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it is a model dir."),
+) -> None:  # fmt: skip
+    """Convert another toolkit's checkpoint into an audiokit model dir (no code from it runs)."""
+    from audiokit.importers import import_model
+    from audiokit.model_dir import count_parameters, load_model_dir
+
+    out = import_model(source, src, dst, overwrite=overwrite)
+    model, cfg = load_model_dir(out)
+    typer.echo(
+        f"wrote {out} ({cfg.architecture}, {count_parameters(model):,} parameters, "
+        f"imported from {source})"
+    )
