@@ -165,6 +165,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
       list from `tokens.txt`/`units.txt`/`tokens.json` beside it, or built from the model;
     - a directory with only a token list: a char tokenizer, options from `tokenizer.json`
       (or `.yaml`); without a config the options are guessed from the list.
+    - a directory whose `tokenizer.json` says `funasr_char`: a FunASR tokenizer
+      (`tokens.json` and, when present, `seg_dict`).
     """
     from audiokit.text.char_tokenizer import CharTokenizer
     from audiokit.text.sentencepiece_tokenizer import SentencePieceTokenizer
@@ -177,6 +179,10 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     directory = path if path.is_dir() else path.parent
     config, config_path = _read_config(directory)
     kind = config.get("type")
+    if kind == "funasr_char":
+        from audiokit.text.funasr_tokenizer import FunasrTokenizer
+
+        return FunasrTokenizer.load(directory)
     if path.is_dir():
         model, tokens = _find_model(path), _find_token_file(path)
     elif path.suffix == ".model":
@@ -194,7 +200,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         return SentencePieceTokenizer(model, token_list, info=config)
     if kind not in (None, "char"):
         raise ConfigError(
-            f"{config_path}: unknown tokenizer type '{kind}'; use bpe, unigram or char"
+            f"{config_path}: unknown tokenizer type '{kind}'; use bpe, unigram, char or funasr_char"
         )
     if tokens is None:
         raise TokenizerError(
