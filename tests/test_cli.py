@@ -7,6 +7,7 @@ import pytest
 
 from audiokit import __version__
 from audiokit.cli.main import main
+from tests.conftest import run_main
 
 GROUPS = [
     "asr",
@@ -61,3 +62,21 @@ def test_debug_shows_traceback():
     out = run_cli("--debug", "tts", "synthesize")
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "NotBuiltError" in out.stderr
+
+
+def test_error_messages_keep_square_brackets(capsys):
+    """Rich markup must not eat brackets in a message (e.g. pip install 'audiokit[mic]')."""
+    from audiokit.cli import main as main_module
+    from audiokit.errors import ConfigError
+
+    def boom(*args, **kwargs):
+        raise ConfigError("install it with pip install 'audiokit[mic]'")
+
+    original = main_module.app
+    main_module.app = boom
+    try:
+        code, _, err = run_main(capsys, "asr")
+    finally:
+        main_module.app = original
+    assert code == 2
+    assert "'audiokit[mic]'" in err
