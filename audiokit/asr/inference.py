@@ -91,7 +91,9 @@ class Recognizer:
         self.frontend = build_frontend(self.config.frontend, self.config.sample_rate)
         dec = self.config.decoding
         known = tuple(getattr(self.model, "decoders", ("greedy",)))
-        self.decoder = decoder or dec.get("method") or known[0]
+        # a model.yaml's default method may predate the model's own names (e.g. "greedy")
+        default = dec.get("method") if dec.get("method") in known else known[0]
+        self.decoder = decoder or default
         if self.decoder not in known:
             raise ConfigError(
                 f"decoder '{self.decoder}' is unknown for {self.config.architecture}; "
