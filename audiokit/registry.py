@@ -13,7 +13,11 @@ from audiokit.errors import ConfigError
 MODELS: dict[str, type] = {}
 
 # Modules that register models when imported; import is deferred until a name is looked up.
-MODEL_MODULES = ["audiokit.asr.ctc_model", "audiokit.asr.paraformer"]
+MODEL_MODULES = [
+    "audiokit.asr.ctc_model",
+    "audiokit.asr.paraformer",
+    "audiokit.asr.owsm_ctc",
+]
 
 
 def register_model(name: str):

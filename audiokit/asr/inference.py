@@ -42,6 +42,7 @@ class Result:
     tokens: list[str] = field(default_factory=list)
     token_times: list[float] = field(default_factory=list)  # start, seconds, per token
     duration: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # model extras, e.g. detected language
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +50,7 @@ class Result:
             return {"path": self.path, "error": self.error}
         d = asdict(self)
         d.pop("error")
+        d.update(d.pop("info"))
         d["token_times"] = [round(t, 3) for t in self.token_times]
         d["duration"] = round(self.duration, 3)
         return d
@@ -88,6 +90,8 @@ class Recognizer:
         self.device = torch.device(device)
         self.model, self.config = load_model_dir(model_dir, self.device)
         self.tokenizer = load_model_tokenizer(self.config)
+        if hasattr(self.model, "set_tokenizer"):  # models that encode text prompts
+            self.model.set_tokenizer(self.tokenizer)
         self.frontend = build_frontend(self.config.frontend, self.config.sample_rate)
         dec = self.config.decoding
         known = tuple(getattr(self.model, "decoders", ("greedy",)))
@@ -199,12 +203,15 @@ class Recognizer:
             )
             pieces.extend(_Piece(i, w) for w in plans[i])
         decoded: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        infos: dict[int, dict[str, Any]] = {}
         for batch in self._batches(pieces):
             out = self._decode_batch([waves[p.item][p.window.start : p.window.end] for p in batch])
             for p, hyp in zip(batch, out, strict=True):
                 offset = p.window.start / self.sample_rate
                 times = [offset + f * self.feature_frame_s for f in hyp.starts]
                 decoded[(p.item, p.window.start)] = (hyp.token_ids, times)
+                if p.window.start == 0:  # extras (e.g. the language) come from the first window
+                    infos[p.item] = hyp.info
             if progress is not None:
                 progress(len(batch))
         results = []
@@ -225,6 +232,7 @@ class Recognizer:
                     tokens=self.tokenizer.token_list.symbols(ids),
                     token_times=times,
                     duration=len(waves[i]) / self.sample_rate,
+                    info=dict(infos.get(i, {})),
                 )
             )
         return results
