@@ -16,6 +16,7 @@ MODELS: dict[str, type] = {}
 MODEL_MODULES = [
     "audiokit.asr.ctc_model",
     "audiokit.asr.paraformer",
+    "audiokit.asr.streaming",
     "audiokit.asr.owsm_ctc",
 ]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from audiokit.cli import asr_stream
 from audiokit.errors import ConfigError
 
 app = typer.Typer(
@@ -71,6 +72,10 @@ def transcribe(
     output: Output = typer.Option(Output.text, "--output", help="text: 'PATH<TAB>TEXT' lines; json: one object per line."),
     decoder: str | None = typer.Option(None, "--decoder", help=_DECODER_HELP, show_default=False),
     beam_size: int | None = typer.Option(None, "--beam-size", help="Beam width for beam decoders (default: the model's, 10)."),
+    att_context: str | None = typer.Option(None, "--att-context", help="Streaming models: attention context L,R (default: the model's first).", show_default=False),
+    lang: str | None = typer.Option(None, "--lang", help="OWSM-CTC: language of the speech (eng, zho, ...; auto: identify it first).", show_default=False),
+    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr, or st_XXX to translate into language XXX (default asr).", show_default=False),
+    prompt: str | None = typer.Option(None, "--prompt", help="OWSM-CTC: text prompt (e.g. the previous utterance's text).", show_default=False),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     window: float | None = typer.Option(None, "--window", help="Seconds per window for long files (default 30)."),
     overlap: float | None = typer.Option(None, "--overlap", help="Seconds of context each side of a window (default 2)."),
@@ -84,6 +89,8 @@ def transcribe(
 
     if beam_size is not None and beam_size < 1:
         raise ConfigError(f"--beam-size {beam_size} must be at least 1")
+    given = {"att_context": att_context, "lang": lang, "task": task, "prompt": prompt}
+    options = {k: v for k, v in given.items() if v is not None}  # only what was given
     rec = Recognizer(
         resolve_model(model),
         device=device,
@@ -91,6 +98,7 @@ def transcribe(
         beam_size=beam_size,
         window_s=window,
         overlap_s=overlap,
+        options=options or None,
     )
     with err_console.status(f"transcribing {len(files)} file(s)"):
         results = rec.transcribe(files, on_error="keep")
@@ -107,6 +115,9 @@ def transcribe(
     if failed:
         err_console.print(f"{failed} of {len(results)} file(s) failed", highlight=False)
         raise typer.Exit(1)
+
+
+app.command("stream")(asr_stream.stream)
 
 
 @app.command("decode")

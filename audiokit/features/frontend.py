@@ -18,6 +18,7 @@ from audiokit.errors import ConfigError
 # frontend.type -> "module:builder"; a builder takes (options without "type", sample_rate).
 FRONTENDS: dict[str, str] = {
     "fbank": "audiokit.features.frontend:build_fbank_frontend",
+    "nemo_mel": "audiokit.features.nemo_mel:build_nemo_mel_frontend",
     "espnet_logmel": "audiokit.features.espnet_logmel:build_espnet_logmel_frontend",
 }
 
