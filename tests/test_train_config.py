@@ -117,3 +117,22 @@ def test_build_model_fills_dims_and_reports_bad_args(config_file):
     cfg = load_config(config_file, ["model.architecture=nope.module:X"])
     with pytest.raises(ConfigError, match="cannot import"):
         build_model(cfg, 7, 9)
+
+
+def test_build_model_takes_special_ids_from_the_tokenizer(config_file):
+    """A Paraformer's sos/eos must be the token list's <sos/eos>, not FunASR's default ids 1/2."""
+    from audiokit.train.builders import build_model
+
+    tiny = (
+        "model.args={lfr_m: 1, lfr_n: 1, encoder: conformer, d_model: 16, num_heads: 2, "
+        "ff_dim: 32, num_layers: 1, conv_kernel: 3, decoder: transformer, decoder_layers: 1, "
+        "decoder_heads: 2, decoder_ff_dim: 32}"
+    )
+    cfg = load_config(config_file, ["model.architecture=paraformer", tiny])
+    specials = {"blank_id": 0, "sos_id": 11, "eos_id": 11}
+    model, args = build_model(cfg, input_dim=80, vocab_size=12, special_ids=specials)
+    assert (args["sos_id"], args["eos_id"], args["blank_id"]) == (11, 11, 0)
+    assert model.eos_id == 11
+    cfg = load_config(config_file, ["model.architecture=paraformer", tiny, "model.args.eos_id=5"])
+    _, args = build_model(cfg, input_dim=80, vocab_size=12, special_ids=specials)
+    assert args["eos_id"] == 5  # the config wins

@@ -217,7 +217,8 @@ def filter_cmd(
 
 # ---- corpus preparation -------------------------------------------------------------------
 prepare_app = typer.Typer(
-    help="Prepare corpora as Kaldi data dirs: mini-en (synthetic, offline), librispeech, aishell.",
+    help="Prepare corpora as Kaldi data dirs: mini-en, mini-zh (synthetic, offline), "
+    "librispeech, aishell.",
     add_completion=False,
     no_args_is_help=True,
 )
@@ -260,6 +261,25 @@ def prepare_mini_en_cmd(
     from audiokit.data.corpora.mini_en import prepare_mini_en
 
     res = prepare_mini_en(out_dir, num_utts=num_utts, nj=nj, seed=seed)
+    _report_prepared(res.dirs)
+    console.print(
+        f"synthesised {res.synthesised} utterance(s) in {res.seconds:.1f} s", highlight=False
+    )
+
+
+@prepare_app.command("mini-zh")
+def prepare_mini_zh_cmd(
+    out_dir: Path = _OUT,
+    num_utts: int = typer.Option(
+        3400, "--num-utts", min=3, help="Utterances in all (3400 = 3000 train, 200 dev, 200 test)."
+    ),
+    nj: int = typer.Option(2, "--nj", min=1, help="Parallel synthesis processes."),
+    seed: int = typer.Option(0, "--seed", help="Seed for text, voices, prosody and noise."),
+) -> None:
+    """Synthesise the mini_zh Mandarin corpus with espeak-ng's cmn voice (offline; ~2 minutes)."""
+    from audiokit.data.corpora.mini_zh import prepare_mini_zh
+
+    res = prepare_mini_zh(out_dir, num_utts=num_utts, nj=nj, seed=seed)
     _report_prepared(res.dirs)
     console.print(
         f"synthesised {res.synthesised} utterance(s) in {res.seconds:.1f} s", highlight=False

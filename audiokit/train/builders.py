@@ -151,13 +151,22 @@ def build_data(cfg: Config, info: distributed.DistInfo) -> tuple[TrainData, Any,
 
 
 def build_model(
-    cfg: Config, input_dim: int | None, vocab_size: int | None
+    cfg: Config,
+    input_dim: int | None,
+    vocab_size: int | None,
+    special_ids: dict[str, int | None] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The model and its full constructor arguments (dims from the data, CMVN stats)."""
+    """The model and its full constructor arguments (dims from the data, CMVN stats).
+
+    `special_ids` (``blank_id``, ``sos_id``, ``eos_id`` of the tokenizer) fill the
+    constructor arguments of those names that the config leaves out, so a model never
+    defaults to another toolkit's id layout (FunASR's sos 1 / eos 2 are characters here).
+    """
     cls = model_class(cfg.model.architecture)
     params = inspect.signature(cls).parameters
     args = dict(cfg.model.args)
-    for key, value in (("input_dim", input_dim), ("vocab_size", vocab_size)):
+    found = {"input_dim": input_dim, "vocab_size": vocab_size, **(special_ids or {})}
+    for key, value in found.items():
         if key in params and key not in args and value is not None:
             args[key] = value
     stats = None
@@ -259,8 +268,12 @@ def run_training(
         if data is None:
             data, tokenizer, input_dim = build_data(cfg, info)
         vocab = tokenizer.vocab_size if tokenizer is not None else None
+        specials = None
+        if tokenizer is not None:
+            tl = tokenizer.token_list
+            specials = {"blank_id": tl.blank_id, "sos_id": tl.sos_id, "eos_id": tl.eos_id}
         seed_everything(cfg.train.seed)  # the same initial weights whatever the data took
-        model, args = build_model(cfg, input_dim, vocab)
+        model, args = build_model(cfg, input_dim, vocab, specials)
         optimizers = build_optimizers(cfg, model)
         if hasattr(data.train_sampler, "set_epoch"):
             data.train_sampler.set_epoch(0)

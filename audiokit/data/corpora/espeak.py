@@ -80,6 +80,10 @@ def _synth_fresh(text: str, voice: Voice) -> tuple[np.ndarray, int]:
                 f"espeak-ng failed to initialise with data {data.decode()}; reinstall "
                 "espeakng-loader (`pip install --force-reinstall espeakng-loader`)"
             )
+        # espeak-ng seeds its random generator from time(NULL) at initialisation (the Mandarin
+        # voice uses it): reseed so that the audio depends on the arguments only
+        if hasattr(lib, "espeak_ng_SetRandSeed"):
+            lib.espeak_ng_SetRandSeed(0)
         chunks: list[np.ndarray] = []
 
         def collect(wav, n: int, _events) -> int:
