@@ -98,6 +98,10 @@ class Paraformer(nn.Module):
         blank_id: int = 0,
         sos_id: int = 1,
         eos_id: int = 2,
+        train_stage: str = "ce",
+        mwer_weight: float = 1.0,
+        mwer_nbest: int = 4,
+        mwer_method: str = "negative",
         cmvn_mean: list[float] | None = None,
         cmvn_istd: list[float] | None = None,
     ) -> None:
@@ -114,6 +118,15 @@ class Paraformer(nn.Module):
         self.predictor_weight, self.predictor_bias = predictor_weight, predictor_bias
         self.sampling_ratio = sampling_ratio
         self.blank_id, self.sos_id, self.eos_id = blank_id, sos_id, eos_id
+        if train_stage not in ("ce", "mwer"):
+            raise ConfigError(f"paraformer train_stage={train_stage!r} is unknown; use ce or mwer")
+        if mwer_method not in ("negative", "beam") or mwer_nbest < 2:
+            raise ConfigError(
+                f"paraformer mwer_method={mwer_method!r}, mwer_nbest={mwer_nbest}: use negative "
+                "or beam, and an N-best of at least 2"
+            )
+        self.train_stage, self.mwer_weight = train_stage, mwer_weight
+        self.mwer_nbest, self.mwer_method = mwer_nbest, mwer_method
         stacked = input_dim * lfr_m
         self.cmvn = GlobalCMVN(np.zeros(stacked, np.float32), np.ones(stacked, np.float32))
         if cmvn_mean is not None or cmvn_istd is not None:
@@ -323,7 +336,17 @@ class Paraformer(nn.Module):
         return out, enc, enc_lengths
 
     def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """``loss`` = CE (label-smoothed) + predictor_weight x MAE [+ CTC]; logs att/pre/acc/ctc."""
+        """``train_stage: ce``: CE (label-smoothed, glancing sampler) + predictor_weight x MAE
+        [+ CTC]. ``train_stage: mwer`` (fine-tuning a CE model, see :mod:`audiokit.asr.mwer`):
+        the same without the sampler + ``mwer_weight`` x MWER over an N-best of negative
+        samples (or the exact beam N-best with ``mwer_method: beam``)."""
+        if self.train_stage == "mwer":
+            from audiokit.asr.mwer import paraformer_mwer_losses
+
+            return paraformer_mwer_losses(
+                self, batch, nbest=self.mwer_nbest, mwer_weight=self.mwer_weight,
+                method=self.mwer_method,
+            )  # fmt: skip
         return self._losses(batch, glance=True)
 
     def validation_metrics(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -194,6 +194,27 @@ def build_model(
     return model, args
 
 
+def load_init_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load `model.init` weights strictly: every parameter and buffer must match by name/shape."""
+    from audiokit.model_dir import WEIGHTS, read_weights
+
+    if path.is_dir():
+        path = path / WEIGHTS
+    state, _ = read_weights(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        first = (missing or unexpected or wrong)[0]
+        raise ConfigError(
+            f"model.init {path}: weights do not fit this model ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. {first}); "
+            "use the model.args the weights were trained with"
+        )
+    model.load_state_dict(state)
+
+
 def build_optimizers(cfg: Config, model: torch.nn.Module) -> dict[str, torch.optim.Optimizer]:
     """One optimiser per group of `model.optimizer_groups()` (or one, "main"), same settings."""
     o = cfg.optim
@@ -274,6 +295,8 @@ def run_training(
             specials = {"blank_id": tl.blank_id, "sos_id": tl.sos_id, "eos_id": tl.eos_id}
         seed_everything(cfg.train.seed)  # the same initial weights whatever the data took
         model, args = build_model(cfg, input_dim, vocab, specials)
+        if cfg.model.init and not resume:
+            load_init_weights(model, Path(cfg.model.init))
         optimizers = build_optimizers(cfg, model)
         if hasattr(data.train_sampler, "set_epoch"):
             data.train_sampler.set_epoch(0)

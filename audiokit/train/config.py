@@ -30,6 +30,9 @@ class ModelConfig:
     architecture: str = "conformer_ctc"
     # Constructor arguments; input_dim / vocab_size are filled from the data when absent.
     args: dict[str, Any] = field(default_factory=dict)
+    # Start from these weights (a packed model dir, .safetensors or trainer checkpoint .pt),
+    # e.g. MWER fine-tuning of a CE-trained Paraformer; None: random initialisation.
+    init: str | None = None
 
 
 @dataclass
