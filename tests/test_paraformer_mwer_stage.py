@@ -63,7 +63,7 @@ def test_ce_then_mwer_stage_from_the_ce_weights(corpus, tmp_path, one_torch_thre
     overrides = ["model.args.train_stage=mwer", f"model.init={ce / 'epoch_1.pt'}"]
     cfg = load_config(corpus / "config.yaml", [*overrides, "optim.lr=1e-12"])
     mwer = tmp_path / "mwer"
-    run_training(cfg, mwer)
+    run_training(cfg, mwer, resume=True)  # recipes always pass --resume: init must still apply
     logged = [r for r in _log(mwer) if "mwer" in r]
     assert len(logged) == 4  # every step of the epoch (log_interval 1)
     assert {"expected_errors", "oracle_errors", "att", "pre", "ctc"} <= set(logged[0])

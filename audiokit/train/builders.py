@@ -295,7 +295,7 @@ def run_training(
             specials = {"blank_id": tl.blank_id, "sos_id": tl.sos_id, "eos_id": tl.eos_id}
         seed_everything(cfg.train.seed)  # the same initial weights whatever the data took
         model, args = build_model(cfg, input_dim, vocab, specials)
-        if cfg.model.init and not resume:
+        if cfg.model.init:  # a resumed checkpoint, when there is one, replaces these
             load_init_weights(model, Path(cfg.model.init))
         optimizers = build_optimizers(cfg, model)
         if hasattr(data.train_sampler, "set_epoch"):
