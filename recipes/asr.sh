@@ -259,7 +259,15 @@ if want 10; then
     done
     "${utils}/make_results.sh" "${exp}/RESULTS.md" "RESULTS: $(basename "$(dirname "${egs_dir}")") ${exp_name}" \
         "${AUDIOKIT_RUN_CMD:-recipes/asr.sh}" "${exp}" "${score_dirs[@]}"
-    cp "${exp}/RESULTS.md" RESULTS.md
+    # The corpus-level RESULTS.md is rewritten only while it is ours: once someone edits it
+    # (drops the marker line), later runs leave it alone.
+    marker="<!-- written by recipes/asr.sh stage 10; remove this line to keep your edits -->"
+    if [ ! -f RESULTS.md ] || grep -qF "${marker}" RESULTS.md; then
+        { cat "${exp}/RESULTS.md"; echo; echo "${marker}"; } > RESULTS.md.tmp
+        mv RESULTS.md.tmp RESULTS.md
+    else
+        log "  RESULTS.md has been edited: kept as it is; this run's table is ${exp}/RESULTS.md"
+    fi
 fi
 
 packed="${exp}/packed"

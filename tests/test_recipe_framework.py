@@ -260,10 +260,15 @@ def test_asr_sh_all_stages_then_idempotent(egs, tmp_path):
     assert "| test | 2 | 3.25 | 12.50 |" in results
     assert "asr.sh" in results or "run.sh" in results  # the command behind the numbers
     assert (packed / "RESULTS.md").is_file()
+    assert "<!-- written by recipes/asr.sh" in results
+    edited = results.split("<!-- written by")[0] + "\nHand-written notes.\n"  # marker dropped
+    (work / "RESULTS.md").write_text(edited)
 
     n = len(log)
     again = bash(args, d, env)
     assert again.returncode == 0, again.stderr
+    assert (work / "RESULTS.md").read_text() == edited  # a re-run keeps the user's edits
+    assert "RESULTS.md has been edited" in again.stdout
     new = calls(env)[n:]
     assert all(c.startswith(("audiokit score", "audiokit --version")) for c in new), new
     assert "done already" in again.stdout and "packed model:" in again.stdout
