@@ -60,7 +60,9 @@ class OwsmCTC(nn.Module):
     ``languages`` / ``tasks`` map symbols (``"<eng>"``, ``"<asr>"``, ``"<st_zho>"``) to ids of
     the token list; ``na_id`` / ``nolang_id`` are ``<na>`` / ``<nolang>``.
     ``interctc_layers`` are 1-based; ``ctc_asr_only`` has one flag per interCTC layer plus
-    one for the final layer.
+    one for the final layer. ``nolang_prob``: in training, the share of utterances whose
+    language prefix is replaced by ``<nolang>`` (their target keeps the language), so that
+    ``lang="auto"`` works on a model trained from scratch.
     """
 
     decoders = ("greedy",)
@@ -101,6 +103,7 @@ class OwsmCTC(nn.Module):
         prompt_layers: int = 4,
         prompt_dropout: float = 0.1,
         blank_id: int = 0,
+        nolang_prob: float = 0.0,
     ) -> None:
         super().__init__()
         interctc_layers = list(interctc_layers or [])
@@ -125,6 +128,7 @@ class OwsmCTC(nn.Module):
         self.languages = {_symbol(k): int(v) for k, v in languages.items()}
         self.tasks = {_symbol(k): int(v) for k, v in tasks.items()}
         self.interctc_weight = interctc_weight
+        self.nolang_prob = float(nolang_prob)  # training: <nolang> prefix share (teaches LID)
         self.ctc_asr_only = [bool(x) for x in ctc_asr_only]
         self.cmvn = GlobalCMVN(np.zeros(input_dim, np.float32), np.ones(input_dim, np.float32))
         self.subsampling = Conv2dSubsampling(input_dim, d_model, subsampling)
@@ -223,8 +227,16 @@ class OwsmCTC(nn.Module):
                 "owsm_ctc batches need extra['prefix'] (B, 2) [lang_id, task_id]; "
                 "use the OWSM multitask data loader"
             )
+        prefix = batch.extra["prefix"]
+        if self.training and self.nolang_prob > 0.0:
+            # the target keeps the true <lang>: frame 0 learns to predict it from speech alone
+            drop = torch.rand(prefix.shape[0], device=prefix.device) < self.nolang_prob
+            prefix = prefix.clone()
+            prefix[:, 0] = torch.where(
+                drop, torch.full_like(prefix[:, 0], self.nolang_id), prefix[:, 0]
+            )
         return {
-            "prefix": batch.extra["prefix"],
+            "prefix": prefix,
             "prompt": batch.extra.get("prompt"),
             "prompt_lengths": batch.extra.get("prompt_lengths"),
         }
@@ -318,6 +330,47 @@ class OwsmCTC(nn.Module):
         best = probs.argmax(dim=-1)
         return ids[best], probs.gather(1, best[:, None])[:, 0]
 
+    def _prefix_and_prompt(
+        self,
+        feats: torch.Tensor,
+        lengths: torch.Tensor,
+        lang: str,
+        task: str,
+        prompt: str | list[int] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+        """``(prefix (B, 2), prompts (B, P), info per utterance)``; ``lang="auto"`` runs LID."""
+        b, dev = feats.shape[0], feats.device
+        task_id = self.symbol_id(task, "task")
+        ids = self.prompt_ids(prompt)
+        prompts = torch.tensor(ids, dtype=torch.long, device=dev).expand(b, len(ids))
+        info: list[dict[str, Any]] = [{} for _ in range(b)]
+        if str(lang).strip("<>") == "auto":
+            lang_ids, probs = self.detect_language(feats, lengths, task_id, prompts)
+            names = {v: k for k, v in self.languages.items()}
+            info = [
+                {"language": names[int(i)].strip("<>"), "language_prob": round(float(p), 4)}
+                for i, p in zip(lang_ids.tolist(), probs.tolist(), strict=True)
+            ]
+        else:
+            lang_ids = torch.full((b,), self.symbol_id(lang, "lang"), device=dev)
+        prefix = torch.stack([lang_ids, torch.full_like(lang_ids, task_id)], dim=1).long()
+        return prefix, prompts, info
+
+    @torch.no_grad()
+    def ctc_log_probs(
+        self,
+        feats: torch.Tensor,
+        lengths: torch.Tensor,
+        lang: str = "<nolang>",
+        task: str = "<asr>",
+        prompt: str | list[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(log_probs (B, T'+2, V), lengths (B,), 2)``: final CTC log-probs with the prefix
+        frames first (their count is the third value), for forced alignment."""
+        prefix, prompts, _ = self._prefix_and_prompt(feats, lengths, lang, task, prompt)
+        out, out_lengths, _ = self.encode(feats, lengths, prefix, prompts)
+        return self.log_probs(out), out_lengths, self.num_prefix
+
     @torch.no_grad()
     def recognize(
         self,
@@ -339,21 +392,7 @@ class OwsmCTC(nn.Module):
             raise ConfigError(f"decoding options {', '.join(options)} do not apply to owsm_ctc")
         if method not in self.decoders:
             raise ConfigError(f"unknown decoding method '{method}' for owsm_ctc; use greedy")
-        b, dev = feats.shape[0], feats.device
-        task_id = self.symbol_id(task, "task")
-        ids = self.prompt_ids(prompt)
-        prompts = torch.tensor(ids, dtype=torch.long, device=dev).expand(b, len(ids))
-        info: list[dict[str, Any]] = [{} for _ in range(b)]
-        if str(lang).strip("<>") == "auto":
-            lang_ids, probs = self.detect_language(feats, lengths, task_id, prompts)
-            names = {v: k for k, v in self.languages.items()}
-            info = [
-                {"language": names[int(i)].strip("<>"), "language_prob": round(float(p), 4)}
-                for i, p in zip(lang_ids.tolist(), probs.tolist(), strict=True)
-            ]
-        else:
-            lang_ids = torch.full((b,), self.symbol_id(lang, "lang"), device=dev)
-        prefix = torch.stack([lang_ids, torch.full_like(lang_ids, task_id)], dim=1).long()
+        prefix, prompts, info = self._prefix_and_prompt(feats, lengths, lang, task, prompt)
         out, out_lengths, _ = self.encode(feats, lengths, prefix, prompts)
         tokens, frames = ctc_greedy_search(
             self.log_probs(out), out_lengths, self.blank_id, return_frames=True

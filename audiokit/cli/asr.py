@@ -120,6 +120,46 @@ def transcribe(
 app.command("stream")(asr_stream.stream)
 
 
+@app.command("align")
+def align(
+    files: list[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, mp3, sph).", show_default=False),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP, show_default=False),
+    text: str | None = typer.Option(None, "--text", help="Transcript to align (one file only; default: the model's own greedy transcript).", show_default=False),
+    lang: str | None = typer.Option(None, "--lang", help="OWSM-CTC: language of the speech (eng, zho, ...; auto: identify it first).", show_default=False),
+    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr or st_XXX (default asr).", show_default=False),
+    prompt: str | None = typer.Option(None, "--prompt", help="OWSM-CTC: text prompt.", show_default=False),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+) -> None:  # fmt: skip
+    """Word start/end times by CTC forced alignment: one JSON object per file with `path`,
+    `text` and `words` ([{word, start, end, score}], seconds). CTC models only (conformer_ctc,
+    owsm_ctc); each file is aligned in one pass. Exit status 1 when any file failed."""
+    from audiokit.asr.ctc_align import Alignment, align_audio
+    from audiokit.asr.inference import Recognizer
+    from audiokit.cli._console import err_console
+    from audiokit.errors import AudiokitError
+
+    if text is not None and len(files) != 1:
+        raise ConfigError(
+            f"--text applies to one file but {len(files)} were given; align them one by one"
+        )
+    given = {"lang": lang, "task": task, "prompt": prompt}
+    options = {k: v for k, v in given.items() if v is not None}
+    rec = Recognizer(resolve_model(model), device=device, options=options or None)
+    failed = 0
+    for f in files:
+        try:
+            result = align_audio(rec, f, text)
+        except (AudiokitError, OSError) as e:
+            failed += 1
+            result = Alignment(
+                str(f), error=str(e) if isinstance(e, AudiokitError) else f"{f}: {e}"
+            )
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    if failed:
+        err_console.print(f"{failed} of {len(files)} file(s) failed", highlight=False)
+        raise typer.Exit(1)
+
+
 @app.command("decode")
 def decode(
     data: Path = typer.Option(..., "--data", help="Kaldi data dir (wav.scp[, segments, text]).", show_default=False),

@@ -31,18 +31,28 @@ def collate_asr(items: Sequence[dict[str, Any] | None]) -> Batch | None:
     Items hold ``feats`` (T, D) (or (T,) waveforms) and ``targets`` (U,). Returns feats
     (B, T_max, D) zero-padded, feat_lengths (B,) int64, targets (B, U_max) padded with
     IGNORE_ID (-1), target_lengths (B,) int64, in item order. None if every item was None.
+    Items with an ``extra`` dict of 1-D int tensors (every item the same keys) give
+    ``Batch.extra[name]`` (B, L_max) padded with IGNORE_ID plus its lengths (B,), named like
+    ``target_lengths``: ``prompt`` -> ``prompt_lengths``, ``targets_asr`` -> ``target_asr_lengths``.
     """
     items = [x for x in items if x is not None]
     if not items:
         return None
     feats = [x["feats"] for x in items]
     targets = [x["targets"].to(torch.int64) for x in items]
+    extra: dict[str, torch.Tensor] = {}
+    for name in items[0].get("extra", {}):
+        seqs = [x["extra"][name].to(torch.int64) for x in items]
+        extra[name] = pad_sequence(seqs, batch_first=True, padding_value=IGNORE_ID)
+        lengths = name.replace("targets", "target", 1) + "_lengths"
+        extra[lengths] = torch.tensor([s.shape[0] for s in seqs], dtype=torch.int64)
     return PinnableBatch(
         feats=pad_sequence(feats, batch_first=True, padding_value=0.0),
         feat_lengths=torch.tensor([f.shape[0] for f in feats], dtype=torch.int64),
         targets=pad_sequence(targets, batch_first=True, padding_value=IGNORE_ID),
         target_lengths=torch.tensor([t.shape[0] for t in targets], dtype=torch.int64),
         utt_ids=[x["utt_id"] for x in items],
+        extra=extra,
     )
 
 

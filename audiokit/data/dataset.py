@@ -1,6 +1,7 @@
 """A map-style ASR dataset over a Kaldi data dir: features (on the fly or from feats.scp) + token ids.
 
-Item ``i`` is ``{"utt_id": str, "feats": (T, D) float32, "targets": (U,) int64}``. Every random
+Item ``i`` is ``{"utt_id": str, "feats": (T, D) float32, "targets": (U,) int64}``; items of an
+OWSM multitask data dir (see :mod:`audiokit.data.multitask`) add ``"extra"``. Every random
 choice for item ``i`` in epoch ``e`` (speed factor, dither, SpecAugment) is drawn from a
 ``torch.Generator`` seeded from ``(seed, e, i)`` only, so an item is the same whichever worker
 builds it, in whatever order, and a resumed run rebuilds it exactly.
@@ -18,6 +19,7 @@ import torch
 
 from audiokit.data.data_dir import DataDir
 from audiokit.data.kaldi_files import read_kv_file
+from audiokit.data.multitask import MultitaskText
 from audiokit.errors import AudioError, AudiokitError, ConfigError, DataDirError
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class AsrDataset(torch.utils.data.Dataset):
                     f"{self.data.path}: {len(missing)} utterance(s) have no transcript (first "
                     f"'{missing[0]}'); run `audiokit data fix` to drop them"
                 )
+        # ESPnet s2t layout (text.ctc / text.prev beside `<lang><task>` text): OWSM fields
+        self.multitask = MultitaskText.from_data_dir(self.data, tokenizer)
         self._durations: list[float] | None = None
         self._warned: set[str] = set()
 
@@ -227,6 +231,9 @@ class AsrDataset(torch.utils.data.Dataset):
                 self._warned.add(utt)
                 log.warning("skipping utterance '%s': %s", utt, e)
             return None
+        if self.multitask is not None:
+            targets, extra = self.multitask.item(utt)
+            return {"utt_id": utt, "feats": feats, "targets": targets, "extra": extra}
         if self.tokenizer is None:
             targets = torch.zeros(0, dtype=torch.int64)
         else:
