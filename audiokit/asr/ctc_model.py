@@ -19,7 +19,7 @@ from torch import nn
 
 from audiokit.asr.decode import ctc_greedy_search, ctc_prefix_beam_search, ctc_token_start_frames
 from audiokit.asr.hypothesis import Hypothesis
-from audiokit.errors import ConfigError, FeatureError
+from audiokit.errors import ConfigError
 from audiokit.features.cmvn import GlobalCMVN
 from audiokit.nn.conformer import ConformerEncoder
 from audiokit.registry import register_model
@@ -127,16 +127,7 @@ class ConformerCTC(nn.Module):
 
     def set_cmvn(self, mean: Any, istd: Any) -> None:
         """Load global CMVN statistics (``(input_dim,)`` each; lists, arrays or tensors)."""
-        if mean is None or istd is None:
-            raise FeatureError("CMVN needs both mean and istd; pass both or neither")
-        for name, value in (("mean", mean), ("istd", istd)):
-            t = torch.as_tensor(np.asarray(value, dtype=np.float32))
-            if t.shape != (self.input_dim,):
-                raise FeatureError(
-                    f"CMVN {name} has shape {tuple(t.shape)} but the model's input_dim is "
-                    f"{self.input_dim}; use the CMVN file computed for these features"
-                )
-            getattr(self.cmvn, name).copy_(t)
+        self.cmvn.load(mean, istd)
 
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor

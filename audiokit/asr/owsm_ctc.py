@@ -39,7 +39,7 @@ from audiokit.asr.ctc_model import token_edit_distance
 from audiokit.asr.decode import ctc_greedy_search
 from audiokit.asr.hypothesis import Hypothesis
 from audiokit.asr.owsm_prompt import AbsPositionalEncoding, PromptAndPrefix
-from audiokit.errors import ConfigError, FeatureError
+from audiokit.errors import ConfigError
 from audiokit.features.cmvn import GlobalCMVN
 from audiokit.nn.e_branchformer import EBranchformerEncoder
 from audiokit.nn.subsampling import Conv2dSubsampling
@@ -154,14 +154,7 @@ class OwsmCTC(nn.Module):
 
     def set_cmvn(self, mean: Any, istd: Any) -> None:
         """Global MVN statistics (``(input_dim,)`` each): ``(x - mean) * istd``."""
-        for name, value in (("mean", mean), ("istd", istd)):
-            t = torch.as_tensor(np.asarray(value, dtype=np.float32))
-            if t.shape != (self.input_dim,):
-                raise FeatureError(
-                    f"CMVN {name} has shape {tuple(t.shape)} but input_dim is {self.input_dim}; "
-                    "use the statistics computed for these features"
-                )
-            getattr(self.cmvn, name).copy_(t)
+        self.cmvn.load(mean, istd)
 
     # ---- network ---------------------------------------------------------------------------
     def _conditioning(self, h: torch.Tensor) -> torch.Tensor:

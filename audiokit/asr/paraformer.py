@@ -48,7 +48,9 @@ class Paraformer(nn.Module):
 
     Every constructor argument is a plain number/string/list (``self.config`` is model.yaml's
     ``args``). ``encoder``: "sanm" | "conformer"; ``predictor``: "v1" | "v2";
-    ``decoder``: "sanm" | "transformer".
+    ``decoder``: "sanm" | "transformer". With the conformer encoder, ``rel_pos`` ("latest" |
+    "legacy") and ``norm_eps`` select ESPnet's legacy relative positions and LayerNorm epsilon
+    (FunASR's ConformerEncoder: "legacy", 1e-12).
     """
 
     decoders = ("greedy", "beam")
@@ -69,6 +71,8 @@ class Paraformer(nn.Module):
         conv_kernel: int = 15,
         subsampling: str = "conv2d4",
         conv_norm: str = "batch_norm",
+        rel_pos: str = "latest",
+        norm_eps: float = 1e-5,
         dropout: float = 0.1,
         attn_dropout: float = 0.1,
         predictor: str = "v2",
@@ -139,7 +143,7 @@ class Paraformer(nn.Module):
         elif encoder == "conformer":
             self.encoder = ConformerEncoder(
                 stacked, d_model, num_heads, ff_dim, num_layers, conv_kernel, subsampling,
-                dropout, attn_dropout, conv_norm,
+                dropout, attn_dropout, conv_norm, rel_pos, norm_eps,
             )  # fmt: skip
         else:
             raise ConfigError(f"paraformer encoder={encoder!r} is unknown; use sanm or conformer")
@@ -175,20 +179,7 @@ class Paraformer(nn.Module):
     def set_cmvn(self, mean: Any, istd: Any) -> None:
         """Global CMVN of the LFR-stacked features: ``(input_dim * lfr_m,)`` each, or
         ``(input_dim,)`` fbank stats (as a recipe's cmvn.npz), tiled ``lfr_m`` times."""
-        if mean is None or istd is None:
-            raise FeatureError("CMVN needs both mean and istd; pass both or neither")
-        dim = self.input_dim * self.lfr_m
-        for name, value in (("mean", mean), ("istd", istd)):
-            t = torch.as_tensor(np.asarray(value, dtype=np.float32))
-            if t.shape == (self.input_dim,):
-                t = t.repeat(self.lfr_m)  # LFR stacks lfr_m fbank frames
-            if t.shape != (dim,):
-                raise FeatureError(
-                    f"CMVN {name} has shape {tuple(t.shape)} but the model needs {dim} "
-                    f"(input_dim {self.input_dim} x lfr_m {self.lfr_m}) or {self.input_dim}; "
-                    "use the CMVN stats of these features"
-                )
-            getattr(self.cmvn, name).copy_(t)
+        self.cmvn.load(mean, istd, tile=self.lfr_m)
 
     def frontend(
         self, feats: torch.Tensor, lengths: torch.Tensor

@@ -38,7 +38,7 @@ from audiokit.asr.transducer import (
     greedy_batch,
     rnnt_loss,
 )
-from audiokit.errors import ConfigError, FeatureError
+from audiokit.errors import ConfigError
 from audiokit.features.cmvn import GlobalCMVN
 from audiokit.nn.streaming_conformer import EncoderState, StreamingConformerEncoder
 from audiokit.registry import register_model
@@ -205,16 +205,7 @@ class StreamingConformer(nn.Module):
 
     def set_cmvn(self, mean: Any, istd: Any) -> None:
         """Load global CMVN statistics (``(input_dim,)`` each)."""
-        if mean is None or istd is None:
-            raise FeatureError("CMVN needs both mean and istd; pass both or neither")
-        for name, value in (("mean", mean), ("istd", istd)):
-            t = torch.as_tensor(np.asarray(value, dtype=np.float32))
-            if t.shape != (self.input_dim,):
-                raise FeatureError(
-                    f"CMVN {name} has shape {tuple(t.shape)} but the model's input_dim is "
-                    f"{self.input_dim}; use the CMVN file computed for these features"
-                )
-            getattr(self.cmvn, name).copy_(t)
+        self.cmvn.load(mean, istd)
 
     @property
     def att_contexts(self) -> list[tuple[int, int]]:

@@ -215,6 +215,25 @@ class GlobalCMVN(nn.Module):
         mean, istd = load_cmvn(path)
         return cls(mean, istd, norm_means, norm_vars)
 
+    def load(self, mean: object, istd: object, tile: int = 1) -> None:
+        """Replace the statistics (lists, arrays or tensors of this module's dim). With
+        ``tile > 1`` stats of ``dim / tile`` are repeated ``tile`` times (fbank stats for
+        LFR-stacked input)."""
+        if mean is None or istd is None:
+            raise FeatureError("CMVN needs both mean and istd; pass both or neither")
+        dim = self.mean.shape[0]
+        for name, value in (("mean", mean), ("istd", istd)):
+            t = torch.as_tensor(np.asarray(value, dtype=np.float32))
+            if tile > 1 and t.shape == (dim // tile,):
+                t = t.repeat(tile)
+            if t.shape != (dim,):
+                also = f" (or {dim // tile} to be tiled {tile}x)" if tile > 1 else ""
+                raise FeatureError(
+                    f"CMVN {name} has shape {tuple(t.shape)} but the model takes {dim}{also}; "
+                    "use the CMVN statistics computed for these features"
+                )
+            getattr(self, name).copy_(t)
+
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if feats.shape[-1] != self.mean.shape[0]:
             raise FeatureError(

@@ -9,6 +9,8 @@ Each layer (``x`` is ``(B, T, d)``)::
     x = LN(x)
 
 and the encoder is ``Conv2dSubsampling -> RelPositionalEncoding -> layers -> LayerNorm``.
+``rel_pos="legacy"`` swaps in ESPnet's legacy relative positions
+(:mod:`audiokit.nn.legacy_relpos`; FunASR's ConformerEncoder, with ``norm_eps=1e-12``).
 Padding frames are zeroed before the depthwise convolution (after the GLU, whose bias would
 otherwise leak into real frames), so an utterance's output is the same alone or padded in a
 batch (eval mode; BatchNorm uses running statistics there).
@@ -20,6 +22,10 @@ import torch
 from torch import nn
 
 from audiokit.nn.attention import RelPositionMultiHeadAttention
+from audiokit.nn.legacy_relpos import (
+    LegacyRelPositionalEncoding,
+    LegacyRelPositionMultiHeadAttention,
+)
 from audiokit.nn.masks import attention_allowed_mask, make_valid_mask
 from audiokit.nn.positional import RelPositionalEncoding
 from audiokit.nn.subsampling import Conv2dSubsampling
@@ -71,6 +77,16 @@ class ConvolutionModule(nn.Module):
         return x.transpose(1, 2)
 
 
+_ATTENTION = {"latest": RelPositionMultiHeadAttention, "legacy": LegacyRelPositionMultiHeadAttention}
+_POS_ENC = {"latest": RelPositionalEncoding, "legacy": LegacyRelPositionalEncoding}
+
+
+def _check_rel_pos(rel_pos: str) -> str:
+    if rel_pos not in _ATTENTION:
+        raise ValueError(f"rel_pos must be 'latest' or 'legacy', got {rel_pos!r}")
+    return rel_pos
+
+
 class ConformerLayer(nn.Module):
     """One macaron Conformer block; ``x (B, T, d)`` -> ``(B, T, d)``."""
 
@@ -83,17 +99,20 @@ class ConformerLayer(nn.Module):
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
         conv_norm: str = "batch_norm",
+        rel_pos: str = "latest",
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
+        attn_cls = _ATTENTION[_check_rel_pos(rel_pos)]
         self.ff_macaron = FeedForward(d_model, ff_dim, dropout)
-        self.attn = RelPositionMultiHeadAttention(d_model, num_heads, attn_dropout)
+        self.attn = attn_cls(d_model, num_heads, attn_dropout)
         self.conv = ConvolutionModule(d_model, conv_kernel, conv_norm)
         self.ff = FeedForward(d_model, ff_dim, dropout)
-        self.norm_ff_macaron = nn.LayerNorm(d_model)
-        self.norm_attn = nn.LayerNorm(d_model)
-        self.norm_conv = nn.LayerNorm(d_model)
-        self.norm_ff = nn.LayerNorm(d_model)
-        self.norm_final = nn.LayerNorm(d_model)
+        self.norm_ff_macaron = nn.LayerNorm(d_model, eps=norm_eps)
+        self.norm_attn = nn.LayerNorm(d_model, eps=norm_eps)
+        self.norm_conv = nn.LayerNorm(d_model, eps=norm_eps)
+        self.norm_ff = nn.LayerNorm(d_model, eps=norm_eps)
+        self.norm_final = nn.LayerNorm(d_model, eps=norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -103,7 +122,7 @@ class ConformerLayer(nn.Module):
         valid: torch.Tensor,
         allowed: torch.Tensor,
     ) -> torch.Tensor:
-        """``pos_emb (1, 2T-1, d)``; ``valid (B, T)`` True on real frames; ``allowed`` as in
+        """``pos_emb (1, 2T-1, d)`` (``(1, T, d)`` with legacy rel_pos); ``valid (B, T)`` True on real frames; ``allowed`` as in
         :class:`RelPositionMultiHeadAttention` (True = may attend)."""
         x = x + 0.5 * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
         x = x + self.dropout(self.attn(self.norm_attn(x), pos_emb, allowed))
@@ -118,6 +137,8 @@ class ConformerEncoder(nn.Module):
     ``T'`` and the output lengths follow :mod:`audiokit.nn.subsampling`; output frames at or
     beyond an utterance's length are zero. ``dropout`` is used for the residual branches, the
     FFN hidden layer and the positional encoding; ``attn_dropout`` on attention weights.
+    ``rel_pos``: "latest" (2T-1 distances) or "legacy" (ESPnet legacy); ``norm_eps``: of every
+    LayerNorm (ESPnet/FunASR checkpoints use 1e-12).
     """
 
     def __init__(
@@ -132,17 +153,20 @@ class ConformerEncoder(nn.Module):
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
         conv_norm: str = "batch_norm",
+        rel_pos: str = "latest",
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.subsampling = Conv2dSubsampling(input_dim, d_model, subsampling)
-        self.pos_enc = RelPositionalEncoding(d_model, dropout)
+        self.pos_enc = _POS_ENC[_check_rel_pos(rel_pos)](d_model, dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(
-                d_model, num_heads, ff_dim, conv_kernel, dropout, attn_dropout, conv_norm
-            )
+                d_model, num_heads, ff_dim, conv_kernel, dropout, attn_dropout, conv_norm,
+                rel_pos, norm_eps,
+            )  # fmt: skip
             for _ in range(num_layers)
         )
-        self.after_norm = nn.LayerNorm(d_model)
+        self.after_norm = nn.LayerNorm(d_model, eps=norm_eps)
 
     @property
     def subsampling_factor(self) -> int:
