@@ -19,14 +19,13 @@ the real call; the stages mirror ``audiokit.features.kaldi._compute``).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+from timing import min_median, time_interleaved  # scripts/bench/timing.py
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech_en_dev"
 
@@ -43,27 +42,6 @@ def load_dir(data: Path) -> list[np.ndarray]:
             raise SystemExit(f"{rel}: {sr} Hz; this benchmark expects 16 kHz audio")
         waves.append(np.ascontiguousarray(wav[:, 0]))
     return waves
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[float, float]]:
-    """(min, median) wall seconds per function, running them round-robin so that load from
-    other processes hits every implementation alike; the minimum is the least disturbed run.
-    The order rotates every round: whatever runs right after kaldi-native-fbank (whose Python
-    float lists sweep the caches) measured ~2 ms slower, so no implementation always follows
-    the same one."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up: caches, FFT plans, allocator
-        fn()
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {name: (min(ts), statistics.median(ts)) for name, ts in times.items()}
 
 
 def breakdown(tensors: list[torch.Tensor], opts: object, repeats: int) -> None:
@@ -144,7 +122,7 @@ def breakdown(tensors: list[torch.Tensor], opts: object, repeats: int) -> None:
         ).index_copy_(0, dest, mel_out),
         "whole fbank call, batch prebuilt": lambda: kaldi.fbank(batch, lengths, opts),
     }
-    results = time_interleaved(stages, repeats)
+    results = min_median(time_interleaved(stages, repeats))
     print(
         f"\nper-stage min (median) over {repeats} round-robin runs, {torch.get_num_threads()} "
         f"thread(s), {total} frames in {len(starts)} blocks of <= {block}:"
@@ -235,7 +213,7 @@ def main() -> None:
             "kaldi-native-fbank + get_frame (per utt)": lambda: run_knf(True),
             "audiokit, batch built beforehand (info)": run_audiokit_prebuilt,
         }
-        results = time_interleaved(fns, args.repeats)
+        results = min_median(time_interleaved(fns, args.repeats))
         ours = results["audiokit (one batched call)"][0]
         for name, (best, median) in results.items():
             speedup = f"{best / ours:16.2f}x" if "(info)" not in name else f"{'-':>17}"

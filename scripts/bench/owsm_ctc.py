@@ -29,11 +29,11 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import time_interleaved  # scripts/bench/timing.py
 
 from audiokit.asr.owsm_ctc import OwsmCTC
 from audiokit.nn.ar_decoder import TransformerARDecoder
@@ -51,20 +51,6 @@ def encoder_args(d: int, vocab: int) -> dict:
         interctc_layers=[3, 6, 9], interctc_conditioning=True, prompt_d_model=d,
         prompt_heads=4, prompt_ff_units=4 * d, prompt_layers=2, prompt_dropout=0.0,
     )  # fmt: skip
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds per run, round-robin so that machine load hits every candidate alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def load_speech(folder: Path) -> list[np.ndarray]:

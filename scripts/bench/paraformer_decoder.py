@@ -26,31 +26,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import time_interleaved  # scripts/bench/timing.py
 
 from audiokit.asr.paraformer import Paraformer
 from audiokit.nn.ar_decoder import DecoderState, TransformerARDecoder
 
 D, HEADS, FFN, LAYERS, VOCAB = 256, 4, 2048, 6, 4233
 SOS = EOS = 2
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds per run, round-robin so that machine load hits every candidate alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def calibrate_cif(model: Paraformer, enc: torch.Tensor, lens: torch.Tensor, tokens: int) -> None:

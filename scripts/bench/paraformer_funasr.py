@@ -33,28 +33,13 @@ import json
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from timing import time_interleaved  # scripts/bench/timing.py
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # audiokit from this checkout, whatever venv runs the script
 DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "funasr_paraformer"
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds per run, round-robin so that machine load hits every candidate alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> None:
