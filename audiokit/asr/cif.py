@@ -24,6 +24,7 @@ token count is ``floor(sum(alphas))``.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -106,8 +107,10 @@ def cif_integrate(
     return embeds, peaks, count
 
 
-class _CifPredictor(nn.Module):
-    """Shared alpha post-processing, tail handling and integration (see the module docstring)."""
+class _CifPredictor(nn.Module, abc.ABC):
+    """Shared alpha post-processing, tail handling and integration (see the module docstring).
+
+    Subclasses define :meth:`logits`, the per-frame pre-sigmoid weights ``(B, T)``."""
 
     def __init__(
         self,
@@ -122,8 +125,9 @@ class _CifPredictor(nn.Module):
         self.noise_threshold = noise_threshold
         self.tail_threshold = tail_threshold
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden (B, T, d)`` -> ``(B, T)`` logits of the firing weights."""
 
     def forward(
         self,
