@@ -55,6 +55,18 @@ def token_edit_distance(hyps: list[list[int]], refs: list[list[int]]) -> torch.T
     return result
 
 
+def token_error_rate(
+    hyps: list[list[int]], targets: torch.Tensor, target_lengths: torch.Tensor
+) -> torch.Tensor:
+    """Token errors of ``hyps`` / reference tokens, as a float32 scalar on ``targets``' device.
+
+    ``targets (B, U)`` padded reference ids, ``target_lengths (B,)`` valid tokens per row.
+    """
+    refs = [row[:n] for row, n in zip(targets.tolist(), target_lengths.tolist(), strict=True)]
+    errors = token_edit_distance(hyps, refs).sum().double()
+    return (errors / max(int(target_lengths.sum()), 1)).to(targets.device, torch.float32)
+
+
 @register_model("conformer_ctc")
 class ConformerCTC(nn.Module):
     """Conformer encoder + CTC output layer.
@@ -169,13 +181,8 @@ class ConformerCTC(nn.Module):
         log_probs, out_lengths = self(batch.feats, batch.feat_lengths)
         loss = self.ctc_loss(log_probs, out_lengths, batch.targets, batch.target_lengths)
         hyps = ctc_greedy_search(log_probs, out_lengths, blank=self.blank_id)
-        refs = [
-            row[:n]
-            for row, n in zip(batch.targets.tolist(), batch.target_lengths.tolist(), strict=True)
-        ]
-        errors = token_edit_distance(hyps, refs).sum()
-        ter = errors.double() / max(int(batch.target_lengths.sum()), 1)
-        return {"loss": loss.detach(), "ter": ter.to(loss.device, torch.float32)}
+        ter = token_error_rate(hyps, batch.targets, batch.target_lengths)
+        return {"loss": loss.detach(), "ter": ter.to(loss.device)}
 
     @torch.no_grad()
     def decode(

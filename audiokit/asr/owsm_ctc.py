@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiokit.asr.ctc_model import token_edit_distance
+from audiokit.asr.ctc_model import token_error_rate
 from audiokit.asr.decode import ctc_greedy_search
 from audiokit.asr.hypothesis import Hypothesis
 from audiokit.asr.owsm_prompt import AbsPositionalEncoding, PromptAndPrefix
@@ -273,10 +273,8 @@ class OwsmCTC(nn.Module):
             if self.ctc_asr_only[-1]
             else (batch.targets, batch.target_lengths)
         )  # fmt: skip
-        refs = [r[:n] for r, n in zip(ys.tolist(), ys_lengths.tolist(), strict=True)]
-        ter = token_edit_distance(hyps, refs).sum().double() / max(int(ys_lengths.sum()), 1)
         metrics = {k: v.detach() for k, v in stats.items()}
-        metrics["ter"] = ter.to(out.device, torch.float32)
+        metrics["ter"] = token_error_rate(hyps, ys, ys_lengths).to(out.device)
         return metrics
 
     # ---- inference -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiokit.asr.cif import PREDICTORS, CifOutput
-from audiokit.asr.ctc_model import token_edit_distance
+from audiokit.asr.ctc_model import token_error_rate
 from audiokit.asr.hypothesis import Hypothesis
 from audiokit.asr.label_smoothing import label_smoothing_loss
 from audiokit.errors import ConfigError, FeatureError
@@ -345,13 +345,8 @@ class Paraformer(nn.Module):
         out, enc, enc_lengths = self._loss_terms(batch, glance=False)
         decoded = self.recognize_encoded(enc, enc_lengths, batch.feat_lengths, times=False)
         hyps = [h.token_ids for h in decoded]
-        refs = [
-            row[:n]
-            for row, n in zip(batch.targets.tolist(), batch.target_lengths.tolist(), strict=True)
-        ]
-        errors = token_edit_distance(hyps, refs).sum()
-        ter = errors.double() / max(int(batch.target_lengths.sum()), 1)
-        return {"loss": out["loss"].detach(), "ter": ter.to(out["loss"].device, torch.float32)}
+        ter = token_error_rate(hyps, batch.targets, batch.target_lengths)
+        return {"loss": out["loss"].detach(), "ter": ter.to(out["loss"].device)}
 
     # ---- inference -----------------------------------------------------------------------------
 

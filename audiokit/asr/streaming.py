@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiokit.asr.ctc_model import token_edit_distance
+from audiokit.asr.ctc_model import token_error_rate
 from audiokit.asr.hypothesis import Hypothesis
 from audiokit.asr.transducer import (
     RNNTJoint,
@@ -271,13 +271,8 @@ class StreamingConformer(nn.Module):
         reference tokens."""
         out = self._losses(batch, self.att_contexts[0])
         hyps = self.recognize(batch.feats, batch.feat_lengths, self.decoders[0])
-        refs = [
-            row[:n]
-            for row, n in zip(batch.targets.tolist(), batch.target_lengths.tolist(), strict=True)
-        ]
-        errors = token_edit_distance([h.token_ids for h in hyps], refs).sum()
-        ter = errors.double() / max(int(batch.target_lengths.sum()), 1)
-        return {**{k: v.detach() for k, v in out.items()}, "ter": ter.to(torch.float32)}
+        ter = token_error_rate([h.token_ids for h in hyps], batch.targets, batch.target_lengths)
+        return {**{k: v.detach() for k, v in out.items()}, "ter": ter}
 
     # ------------------------------------------------------------------ offline decoding
 
