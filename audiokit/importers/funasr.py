@@ -5,7 +5,8 @@
 ``SRC_DIR`` is a FunASR/ModelScope released-model folder: ``config.yaml`` (read with
 ``yaml.safe_load``), ``model.pt`` (``torch.load(weights_only=True)``: a plain state dict or a
 ``{"state_dict"|"model": ...}`` wrapper), ``am.mvn``, ``tokens.json`` and, when present,
-``seg_dict``. Supported: ``model: Paraformer`` with ``SANMEncoder``, ``CifPredictorV2`` |
+``seg_dict``. Supported: ``model: Paraformer`` with ``SANMEncoder`` | ``ConformerEncoder``
+(``rel_pos_type: legacy``, see :mod:`audiokit.importers.funasr_conformer`), ``CifPredictorV2`` |
 ``CifPredictor`` and ``ParaformerSANMDecoder`` | ``ParaformerSANDecoder`` (+ the optional CTC
 head), ``WavFrontend``. Anything else is refused with a one-line :class:`ConfigError`.
 
@@ -26,10 +27,11 @@ import torch
 import yaml
 
 from audiokit.errors import ConfigError, ModelError
+from audiokit.importers import funasr_conformer
 
 SUPPORTED = {
     "model": ("Paraformer",),
-    "encoder": ("SANMEncoder",),
+    "encoder": ("SANMEncoder", "ConformerEncoder"),
     "predictor": ("CifPredictorV2", "CifPredictor"),
     "decoder": ("ParaformerSANMDecoder", "ParaformerSANDecoder"),
     "frontend": ("WavFrontend",),
@@ -82,12 +84,14 @@ _TOP = {
 }
 
 
-def _rename(key: str, decoder_kind: str) -> str | None:
+def _rename(key: str, decoder_kind: str, encoder_kind: str = "sanm") -> str | None:
     """audiokit name of a FunASR key, or None when the key has no one-to-one counterpart."""
     for pattern, target in _TOP.items():
         m = re.fullmatch(pattern, key)
         if m:
             return target.format(*m.groups())
+    if encoder_kind == "conformer" and key.startswith("encoder."):
+        return funasr_conformer.rename(key)
     m = re.fullmatch(r"encoder\.encoders(0?)\.(\d+)\.(.+)", key)
     if m:
         index = int(m.group(2)) + (0 if m.group(1) else 1)  # encoders0.0 is our layer 0
@@ -110,7 +114,10 @@ def _sub(table: dict[str, str], rest: str, prefix: str) -> str | None:
 
 
 def map_state_dict(
-    src: dict[str, torch.Tensor], model: torch.nn.Module, decoder_kind: str
+    src: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    decoder_kind: str,
+    encoder_kind: str = "sanm",
 ) -> dict[str, torch.Tensor]:
     """FunASR state dict -> the audiokit model's, strictly (ModelError listing any mismatch).
 
@@ -142,7 +149,7 @@ def map_state_dict(
     for key, value in src.items():
         if key in used:
             continue
-        name = _rename(key, decoder_kind)
+        name = _rename(key, decoder_kind, encoder_kind)
         if name is None or name not in target:
             leftovers.append(key)
             continue
@@ -201,7 +208,7 @@ def model_args(cfg: dict[str, Any], vocab_size: int) -> tuple[dict[str, Any], di
     Defaults that apply when a key is absent are FunASR's class defaults.
     """
     _conf(cfg, "model")
-    _, enc = _conf(cfg, "encoder")
+    enc_name, enc = _conf(cfg, "encoder")
     pred_name, pred = _conf(cfg, "predictor")
     dec_name, dec = _conf(cfg, "decoder")
     _, front = _conf(cfg, "frontend")
@@ -214,7 +221,8 @@ def model_args(cfg: dict[str, Any], vocab_size: int) -> tuple[dict[str, Any], di
         ("positionwise_layer_type", "linear", ("linear",)),
         ("interctc_layer_idx", [], ([],)),
     ):
-        _require(enc, key, default, allowed, "encoder_conf")
+        if enc_name == "SANMEncoder":
+            _require(enc, key, default, allowed, "encoder_conf")
     for key, default, allowed in (
         ("input_layer", "embed", ("embed",)),
         ("use_output_layer", True, (True,)),
@@ -272,6 +280,10 @@ def model_args(cfg: dict[str, Any], vocab_size: int) -> tuple[dict[str, Any], di
         "sos_id": int(mc.get("sos", 1)),
         "eos_id": int(mc.get("eos", 2)),
     }
+    if enc_name == "ConformerEncoder":
+        for key in ("sanm_kernel", "sanm_shift"):
+            del args[key]
+        args.update(funasr_conformer.encoder_args(enc))
     if dec_name == "ParaformerSANMDecoder":
         kernel = int(dec.get("kernel_size", 21))
         shift = dec.get("sanm_shfit", 0)
@@ -370,7 +382,9 @@ def import_model(src: Path, dst: Path, overwrite: bool = False) -> Path:
     if mean.shape[0] < dim:
         raise ConfigError(f"{cmvn_path}: has {mean.shape[0]} dims, the model needs {dim}")
     model.set_cmvn(mean[:dim], istd[:dim])
-    state = map_state_dict(load_state_dict(src / "model.pt"), model, args["decoder"])
+    state = map_state_dict(
+        load_state_dict(src / "model.pt"), model, args["decoder"], args["encoder"]
+    )
     model.load_state_dict(state, strict=True)
     meta = {
         "imported_from": "funasr",

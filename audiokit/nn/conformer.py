@@ -77,7 +77,10 @@ class ConvolutionModule(nn.Module):
         return x.transpose(1, 2)
 
 
-_ATTENTION = {"latest": RelPositionMultiHeadAttention, "legacy": LegacyRelPositionMultiHeadAttention}
+_ATTENTION = {
+    "latest": RelPositionMultiHeadAttention,
+    "legacy": LegacyRelPositionMultiHeadAttention,
+}
 _POS_ENC = {"latest": RelPositionalEncoding, "legacy": LegacyRelPositionalEncoding}
 
 
@@ -122,10 +125,14 @@ class ConformerLayer(nn.Module):
         valid: torch.Tensor,
         allowed: torch.Tensor,
     ) -> torch.Tensor:
-        """``pos_emb (1, 2T-1, d)`` (``(1, T, d)`` with legacy rel_pos); ``valid (B, T)`` True on real frames; ``allowed`` as in
+        """``pos_emb (1, 2T-1, d)`` (``(B, T, d)`` with legacy rel_pos); ``valid (B, T)`` True on real frames; ``allowed`` as in
         :class:`RelPositionMultiHeadAttention` (True = may attend)."""
         x = x + 0.5 * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
-        x = x + self.dropout(self.attn(self.norm_attn(x), pos_emb, allowed))
+        h = self.norm_attn(x)
+        if isinstance(self.attn, LegacyRelPositionMultiHeadAttention):  # per-utterance shift
+            x = x + self.dropout(self.attn(h, pos_emb, allowed, valid))
+        else:
+            x = x + self.dropout(self.attn(h, pos_emb, allowed))
         x = x + self.dropout(self.conv(self.norm_conv(x), valid))
         x = x + 0.5 * self.dropout(self.ff(self.norm_ff(x)))
         return self.norm_final(x)
@@ -161,8 +168,15 @@ class ConformerEncoder(nn.Module):
         self.pos_enc = _POS_ENC[_check_rel_pos(rel_pos)](d_model, dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(
-                d_model, num_heads, ff_dim, conv_kernel, dropout, attn_dropout, conv_norm,
-                rel_pos, norm_eps,
+                d_model,
+                num_heads,
+                ff_dim,
+                conv_kernel,
+                dropout,
+                attn_dropout,
+                conv_norm,
+                rel_pos,
+                norm_eps,
             )  # fmt: skip
             for _ in range(num_layers)
         )
@@ -186,7 +200,10 @@ class ConformerEncoder(nn.Module):
         :func:`audiokit.nn.masks.chunk_attention_mask` (True = may attend), for chunked
         attention experiments; the convolutions stay full-context."""
         x, out_lengths = self.subsampling(feats, lengths)
-        x, pos_emb = self.pos_enc(x)
+        if isinstance(self.pos_enc, LegacyRelPositionalEncoding):  # per-utterance positions
+            x, pos_emb = self.pos_enc(x, out_lengths)
+        else:
+            x, pos_emb = self.pos_enc(x)
         valid = make_valid_mask(out_lengths, x.shape[1])
         allowed = attention_allowed_mask(valid, chunk_allowed)
         for layer in self.layers:
