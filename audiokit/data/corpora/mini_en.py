@@ -17,6 +17,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -76,25 +77,40 @@ def split_voices(seed: int) -> dict[str, list[str]]:
     voices = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
     female = [v for v in voices if v.split("+")[1].startswith("f")]
     male = [v for v in voices if v not in female]
+    return hold_out_voices(female, male, r)
+
+
+def hold_out_voices(
+    female: list[str], male: list[str], r: random.Random, held_out: int = HELD_OUT_VOICES
+) -> dict[str, list[str]]:
+    """Voices per split: dev and test each get ``held_out`` voices, half female, half male
+    (shuffled by `r`); train gets the rest. No voice is in two splits."""
+    female, male = list(female), list(male)
     r.shuffle(female)
     r.shuffle(male)
-    half = HELD_OUT_VOICES // 2
+    half = held_out // 2
     dev = female[:half] + male[:half]
     test = female[half : 2 * half] + male[half : 2 * half]
     train = female[2 * half :] + male[2 * half :]
     return {"train": sorted(train), "dev": sorted(dev), "test": sorted(test)}
 
 
-def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
-    """Every utterance of every split, fully determined by (num_utts, seed)."""
-    from audiokit.data.corpora.text_grammar import generate_sentences
+def assign_jobs(
+    out_dir: Path,
+    sentences: list[str],
+    sizes: dict[str, int],
+    voices: dict[str, list[str]],
+    r: random.Random,
+    rate_range: tuple[int, int],
+    speaker_of: Callable[[str], str] = speaker_id,
+) -> dict[str, list[Job]]:
+    """Consecutive slices of `sentences` per split, voices round robin, prosody from `r`;
+    `speaker_of(voice)` names the speaker.
 
-    sizes = dict(zip(("train", "dev", "test"), split_sizes(num_utts), strict=True))
-    sentences = generate_sentences(num_utts, seed)  # distinct: disjoint slices never share one
-    voices = split_voices(seed)
-    r = random.Random(f"prosody-{seed}")
-    # a voice's own habits: base rate (words/min), pitch and pitch range
-    habits = {v: (r.randint(140, 200), r.randint(25, 75), r.randint(30, 90))
+    Each voice has its own habits (base rate in espeak-ng words/min from `rate_range`, pitch
+    and pitch range), jittered per utterance, plus a noise SNR and gain per utterance.
+    """
+    habits = {v: (r.randint(*rate_range), r.randint(25, 75), r.randint(30, 90))
               for split in ("train", "dev", "test") for v in voices[split]}  # fmt: skip
     jobs: dict[str, list[Job]] = {}
     start = 0
@@ -106,7 +122,7 @@ def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
         jobs[split] = []
         for i, text in enumerate(texts):
             voice = order[i % len(order)]  # round robin: speakers get equal shares
-            spk = speaker_id(voice)
+            spk = speaker_of(voice)
             utt = f"{spk}-{split}{i:05d}"
             rate, pitch, rng = habits[voice]
             jobs[split].append(Job(
@@ -116,6 +132,18 @@ def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
                 noise_seed=r.getrandbits(63), path=str(out_dir / "wav" / spk / f"{utt}.wav"),
             ))  # fmt: skip
     return jobs
+
+
+def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
+    """Every utterance of every split, fully determined by (num_utts, seed)."""
+    from audiokit.data.corpora.text_grammar import generate_sentences
+
+    sizes = dict(zip(("train", "dev", "test"), split_sizes(num_utts), strict=True))
+    sentences = generate_sentences(num_utts, seed)  # distinct: disjoint slices never share one
+    # base rate in words/min
+    return assign_jobs(
+        out_dir, sentences, sizes, split_voices(seed), random.Random(f"prosody-{seed}"), (140, 200)
+    )
 
 
 def render(job: Job) -> int:

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from audiokit.data.corpora import PreparedDir, check_replaceable, is_prepared, write_prepared
-from audiokit.data.corpora.mini_en import Job, render, split_sizes
+from audiokit.data.corpora.mini_en import Job, assign_jobs, hold_out_voices, render, split_sizes
 from audiokit.errors import ConfigError
 from audiokit.utils.atomic import atomic_write
 
@@ -38,7 +38,6 @@ MALE = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo"
         "Hugo", "Marco", "antonio", "michel", "miguel", "sandro", "travis", "victor")  # fmt: skip
 HELD_OUT_VOICES = 4  # voices each in dev and in test, half female
 DEFAULT_UTTS = 3400  # 3000 train + 200 dev + 200 test
-SNR_DB = (15.0, 40.0)
 CONFIG_FILE = ".mini_zh.json"
 VERSION = 1  # bump when the recipe changes what a seed produces
 
@@ -55,13 +54,7 @@ def split_voices(seed: int) -> dict[str, list[str]]:
     r = random.Random(f"zh-voices-{seed}")
     female = [f"{LANGUAGE}+{v}" for v in FEMALE]
     male = [f"{LANGUAGE}+{v}" for v in MALE]
-    r.shuffle(female)
-    r.shuffle(male)
-    half = HELD_OUT_VOICES // 2
-    dev = female[:half] + male[:half]
-    test = female[half : 2 * half] + male[half : 2 * half]
-    train = female[2 * half :] + male[2 * half :]
-    return {"train": sorted(train), "dev": sorted(dev), "test": sorted(test)}
+    return hold_out_voices(female, male, r, HELD_OUT_VOICES)
 
 
 def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
@@ -70,32 +63,10 @@ def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
 
     sizes = dict(zip(("train", "dev", "test"), split_sizes(num_utts), strict=True))
     sentences = generate_sentences(num_utts, seed)  # distinct: disjoint slices never share one
-    voices = split_voices(seed)
+    # base rate: espeak-ng "words"/min is about characters/min for cmn; 180 is ~0.25 s per
+    # character (AISHELL reads ~0.2 s)
     r = random.Random(f"zh-prosody-{seed}")
-    # a voice's own habits: base rate (espeak-ng "words"/min: about characters/min for cmn),
-    # pitch and pitch range; 180 is ~0.25 s per character, AISHELL reads ~0.2 s
-    habits = {v: (r.randint(150, 230), r.randint(25, 75), r.randint(30, 90))
-              for split in ("train", "dev", "test") for v in voices[split]}  # fmt: skip
-    jobs: dict[str, list[Job]] = {}
-    start = 0
-    for split in ("train", "dev", "test"):
-        texts = sentences[start : start + sizes[split]]
-        start += sizes[split]
-        order = list(voices[split])
-        r.shuffle(order)
-        jobs[split] = []
-        for i, text in enumerate(texts):
-            voice = order[i % len(order)]  # round robin: speakers get equal shares
-            spk = speaker_id(voice)
-            utt = f"{spk}-{split}{i:05d}"
-            rate, pitch, rng = habits[voice]
-            jobs[split].append(Job(
-                utt=utt, speaker=spk, text=text, voice=voice,
-                rate=int(rate * r.uniform(0.9, 1.1)), pitch=min(99, max(0, pitch + r.randint(-5, 5))),
-                pitch_range=rng, snr_db=round(r.uniform(*SNR_DB), 2), gain=round(r.uniform(0.3, 0.9), 3),
-                noise_seed=r.getrandbits(63), path=str(out_dir / "wav" / spk / f"{utt}.wav"),
-            ))  # fmt: skip
-    return jobs
+    return assign_jobs(out_dir, sentences, sizes, split_voices(seed), r, (150, 230), speaker_id)
 
 
 def _render_all(jobs: list[Job], nj: int, progress: bool) -> dict[str, int]:
