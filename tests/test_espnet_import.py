@@ -51,12 +51,14 @@ def expected(fixture_dir):
 
 @pytest.fixture(scope="module")
 def imported(fixture_dir, tmp_path_factory):
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fixture's reference was made with 1 thread
     dst = import_model(fixture_dir / "model", tmp_path_factory.mktemp("espnet") / "owsm")
     model, cfg = load_model_dir(dst)
     tok = load_model_tokenizer(cfg)
     model.set_tokenizer(tok)
-    return dst, model, cfg, tok, build_frontend(cfg.frontend, cfg.sample_rate)
+    yield dst, model, cfg, tok, build_frontend(cfg.frontend, cfg.sample_rate)
+    torch.set_num_threads(before)
 
 
 def wave_of(fixture_dir: Path, run: str) -> np.ndarray:

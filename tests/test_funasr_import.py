@@ -41,10 +41,12 @@ def expected(fixture_dir):
 
 @pytest.fixture(scope="module")
 def imported(fixture_dir, tmp_path_factory):
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fixture's reference was made with 1 thread
     dst = import_model(fixture_dir / "model", tmp_path_factory.mktemp("imp") / "paraformer")
     model, cfg = load_model_dir(dst)
-    return model, cfg
+    yield model, cfg
+    torch.set_num_threads(before)
 
 
 def _wave(fixture_dir: Path, utt: str) -> torch.Tensor:

@@ -40,10 +40,12 @@ def expected(fixture_dir):
 
 @pytest.fixture(scope="module")
 def imported(fixture_dir, tmp_path_factory):
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fixture's reference was made with 1 thread
     dst = import_model(fixture_dir / "model.nemo", tmp_path_factory.mktemp("nemo") / "model")
     model, cfg = load_model_dir(dst)
-    return model, cfg, load_model_tokenizer(cfg), dst
+    yield model, cfg, load_model_tokenizer(cfg), dst
+    torch.set_num_threads(before)
 
 
 def mel_of(expected, audio: str) -> tuple[torch.Tensor, int]:

@@ -144,7 +144,11 @@ def test_sigkill_then_resume_is_bitwise_identical(corpus, reference, tmp_path):
     extra = ["train.save_interval_steps=1"]
     cut = tmp_path / "cut"
     cmd = train_cmd("--config", str(corpus / "config.yaml"), "--exp-dir", str(cut), *extra)
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the same intra-op thread count as this process: float reductions then match bit for bit
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     while not (cut / "latest").exists() and proc.poll() is None:  # the first checkpoint
         assert time.monotonic() < deadline, "the training subprocess made no checkpoint"
