@@ -74,7 +74,7 @@ def transcribe(
     beam_size: int | None = typer.Option(None, "--beam-size", help="Beam width for beam decoders (default: the model's, 10)."),
     att_context: str | None = typer.Option(None, "--att-context", help="Streaming models: attention context L,R (default: the model's first).", show_default=False),
     lang: str | None = typer.Option(None, "--lang", help="OWSM-CTC: language of the speech (eng, zho, ...; auto: identify it first).", show_default=False),
-    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr, or st_XXX to translate into language XXX (default asr).", show_default=False),
+    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr, or st_<lang> to translate into <lang>, e.g. st_zho (default asr).", show_default=False),
     prompt: str | None = typer.Option(None, "--prompt", help="OWSM-CTC: text prompt (e.g. the previous utterance's text).", show_default=False),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     window: float | None = typer.Option(None, "--window", help="Seconds per window for long files (default 30)."),
@@ -126,7 +126,7 @@ def align(
     model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP, show_default=False),
     text: str | None = typer.Option(None, "--text", help="Transcript to align (one file only; default: the model's own greedy transcript).", show_default=False),
     lang: str | None = typer.Option(None, "--lang", help="OWSM-CTC: language of the speech (eng, zho, ...; auto: identify it first).", show_default=False),
-    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr or st_XXX (default asr).", show_default=False),
+    task: str | None = typer.Option(None, "--task", help="OWSM-CTC: asr or st_<lang>, e.g. st_zho (default asr).", show_default=False),
     prompt: str | None = typer.Option(None, "--prompt", help="OWSM-CTC: text prompt.", show_default=False),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
 ) -> None:  # fmt: skip

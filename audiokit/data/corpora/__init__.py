@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiokit.errors import DataDirError
+from audiokit.errors import ConfigError, DataDirError
 
 STAMP = ".audiokit_prepared"  # hidden, so data-dir tools do not treat it as an extra file
 
@@ -31,6 +31,23 @@ def is_prepared(path: str | os.PathLike) -> bool:
     """True when `path` is a data dir a preparer finished writing."""
     path = Path(path)
     return (path / STAMP).is_file() and (path / "wav.scp").is_file()
+
+
+def check_corpus_config(out_dir: Path, cfg_path: Path, config: dict, corpus: str) -> None:
+    """Refuse to add to `out_dir` when its `cfg_path` records another (version, size, seed)."""
+    import json
+
+    if not cfg_path.is_file():
+        return
+    try:
+        old = json.loads(cfg_path.read_text())
+    except ValueError:
+        old = "an unreadable config"
+    if old != config:
+        raise ConfigError(
+            f"{out_dir}: holds {corpus} made with {old}, not {config}; use another output "
+            "folder or delete this one"
+        )
 
 
 def check_replaceable(dest: Path, overwrite: bool) -> None:

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from audiokit.data.corpora import PreparedDir, check_replaceable, is_prepared, write_prepared
+from audiokit.data.corpora import (
+    PreparedDir,
+    check_corpus_config,
+    check_replaceable,
+    is_prepared,
+    write_prepared,
+)
 from audiokit.errors import ConfigError
 from audiokit.utils.atomic import atomic_write
 
@@ -208,16 +214,7 @@ def prepare_mini_en(
     t0 = time.perf_counter()
     config = {"version": VERSION, "num_utts": num_utts, "seed": seed}
     cfg_path = out_dir / CONFIG_FILE
-    if cfg_path.is_file():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError:
-            old = "an unreadable config"
-        if old != config:
-            raise ConfigError(
-                f"{out_dir}: holds mini_en made with {old}, not {config}; use another output "
-                "folder or delete this one"
-            )
+    check_corpus_config(out_dir, cfg_path, config, "mini_en")
     splits = ("train", "dev", "test")
     if cfg_path.is_file() and all(is_prepared(out_dir / s) for s in splits):
         dirs = [PreparedDir(s, out_dir / s, _count(out_dir / s), reused=True) for s in splits]
