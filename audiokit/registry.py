@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "audiokit.asr.paraformer",
     "audiokit.asr.streaming",
     "audiokit.asr.owsm_ctc",
+    "audiokit.codec.dac",
 ]
 
 
