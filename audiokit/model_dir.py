@@ -124,7 +124,33 @@ def _git_commit() -> str | None:
 
 def _state_for_safetensors(model) -> dict[str, Any]:
     # clone: safetensors refuses tensors that share storage (e.g. tied weights)
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    drop = tuple(getattr(model, "training_only_prefixes", ()))
+    return {
+        k: v.detach().cpu().contiguous().clone()
+        for k, v in model.state_dict().items()
+        if not (drop and k.startswith(drop))
+    }
+
+
+def inference_args(model, args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with the constructor argument of each training-only submodule set to None.
+
+    Models list submodules only training needs (a codec's ``discriminator.``) in the class
+    attribute ``training_only_prefixes``; the packed dir holds neither their weights nor their
+    configuration, so it rebuilds an inference-only model (``discriminator: None``).
+    """
+    prefixes = getattr(model, "training_only_prefixes", ())
+    if not prefixes:
+        return dict(args)
+    import inspect
+
+    params = inspect.signature(type(model)).parameters
+    out = dict(args)
+    for prefix in prefixes:
+        name = prefix.rstrip(".")
+        if name in out or name in params:
+            out[name] = None
+    return out
 
 
 def write_model_dir(
@@ -143,8 +169,10 @@ def write_model_dir(
     """Write a packed model dir atomically: built in a temp dir beside `out_dir`, then renamed.
 
     `tokenizer` is a loaded :class:`audiokit.text.Tokenizer` (saved as tokens.txt,
-    tokenizer.json and, for sentencepiece, bpe.model). Refuses an existing `out_dir` unless
-    `overwrite`. Returns `out_dir`.
+    tokenizer.json and, for sentencepiece, bpe.model), or None for models without text (codecs).
+    Submodules named by the model's ``training_only_prefixes`` (a codec's discriminator) are
+    left out, weights and constructor arguments (see :func:`inference_args`). Refuses an
+    existing `out_dir` unless `overwrite`. Returns `out_dir`.
     """
     from safetensors.torch import save_file
 
@@ -158,8 +186,9 @@ def write_model_dir(
     ):
         # --overwrite replaces a packed model, never an unrelated file or folder
         raise ConfigError(f"{out} exists and is not a packed model dir; choose another --out")
+    args = inference_args(model, args)
     vocab = args.get("vocab_size")
-    if vocab is not None and vocab != tokenizer.vocab_size:
+    if tokenizer is not None and vocab is not None and vocab != tokenizer.vocab_size:
         raise ConfigError(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {vocab}; "
             "pack with the tokenizer the model was trained with"
@@ -167,8 +196,10 @@ def write_model_dir(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        tokenizer.save(tmp)
-        tok_files = sorted(p.name for p in tmp.iterdir())
+        tok_info: dict[str, Any] = {}
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+            tok_info = {"type": tokenizer.type, "files": sorted(p.name for p in tmp.iterdir())}
         cmvn_name = None
         if cmvn_path is not None:
             from audiokit.features.cmvn import load_cmvn, save_cmvn_npz
@@ -182,7 +213,7 @@ def write_model_dir(
             args=dict(args),
             frontend=frontend,
             sample_rate=int(sample_rate),
-            tokenizer={"type": tokenizer.type, "files": tok_files},
+            tokenizer=tok_info,
             cmvn=cmvn_name,
             decoding={**DEFAULT_DECODING, **(decoding or {})},
         )
@@ -317,9 +348,12 @@ def pack_model(
             f"{exp}: trained on precomputed features (data.feats_scp), so the frontend is unknown; "
             "train with a frontend to pack a model that reads audio"
         )
-    if not cfg.data.tokenizer:
+    codec = cfg.data.task == "codec"  # codecs need no tokenizer (QDAC's is kept if set)
+    if not cfg.data.tokenizer and not codec:
         raise ConfigError(f"{exp / 'config.yaml'}: data.tokenizer is not set; cannot pack")
-    tokenizer = load_tokenizer(_resolve_path(cfg.data.tokenizer, exp, "data.tokenizer"))
+    tokenizer = None
+    if cfg.data.tokenizer:
+        tokenizer = load_tokenizer(_resolve_path(cfg.data.tokenizer, exp, "data.tokenizer"))
     cmvn = _resolve_path(cfg.data.cmvn, exp, "data.cmvn") if cfg.data.cmvn else None
     wpath = Path(weights) if weights is not None else default_weights(exp)
     state, provenance = read_weights(wpath)

@@ -89,6 +89,67 @@ def feature_dim(cfg: Config, frontend) -> int | None:
 
 
 def build_data(cfg: Config, info: distributed.DistInfo) -> tuple[TrainData, Any, int | None]:
+    """Datasets, batch samplers (split across ranks), the tokenizer and the input size."""
+    if cfg.data.task == "codec":
+        return build_codec_data(cfg, info)
+    return build_asr_data(cfg, info)
+
+
+def _model_channels(cfg: Config) -> int:
+    """Audio channels the codec takes: model.args.channels, else the constructor's default."""
+    if "channels" in cfg.model.args:
+        return int(cfg.model.args["channels"])
+    cls = model_class(cfg.model.architecture)
+    param = inspect.signature(cls).parameters.get("channels")
+    if param is not None and isinstance(param.default, int):
+        return param.default
+    return int(getattr(cls, "channels", 1))
+
+
+def build_codec_data(cfg: Config, info: distributed.DistInfo) -> tuple[TrainData, Any, None]:
+    """Waveform segments in fixed-size batches (codec training); tokenizer only if given."""
+    from audiokit.data.audio_segments import (
+        AudioSegmentDataset,
+        FixedBatchSampler,
+        collate_segments,
+    )
+    from audiokit.text import load_tokenizer
+
+    d, seed = cfg.data, cfg.train.seed
+    if not d.train:
+        raise ConfigError("data.train is not set; give it in the config or as data.train=PATH")
+    tokenizer = load_tokenizer(d.tokenizer) if d.tokenizer else None
+    channels = _model_channels(cfg)
+
+    def dataset(path: str, training: bool) -> AudioSegmentDataset:
+        ds = AudioSegmentDataset(
+            path, d.sample_rate, d.segment_seconds, seed=seed, tokenizer=tokenizer,
+            channels=channels, min_db=d.segment_min_db, allow_pipe=d.allow_pipe,
+        )  # fmt: skip
+        ds.training = training
+        return ds
+
+    def sampler(ds: AudioSegmentDataset, training: bool) -> FixedBatchSampler:
+        return FixedBatchSampler(
+            len(ds), d.batch_size, shuffle=training, seed=seed, drop_last=training,
+            num_replicas=info.world_size, rank=info.rank,
+        )  # fmt: skip
+
+    train_set = dataset(d.train, True)
+    valid_set = dataset(d.valid, False) if d.valid else None
+    data = TrainData(
+        train_set,
+        sampler(train_set, True),
+        valid_set,
+        sampler(valid_set, False) if valid_set is not None else None,
+        collate_segments,
+        num_workers=d.num_workers,
+        pin_memory=d.pin_memory,
+    )
+    return data, tokenizer, None
+
+
+def build_asr_data(cfg: Config, info: distributed.DistInfo) -> tuple[TrainData, Any, int | None]:
     """Datasets, bucketing batch samplers (split across ranks) and the tokenizer."""
     from audiokit.data.collate import collate_asr
     from audiokit.data.dataset import AsrDataset
@@ -166,6 +227,8 @@ def build_model(
     params = inspect.signature(cls).parameters
     args = dict(cfg.model.args)
     found = {"input_dim": input_dim, "vocab_size": vocab_size, **(special_ids or {})}
+    if cfg.data.task == "codec":
+        found["sample_rate"] = cfg.data.sample_rate
     for key, value in found.items():
         if key in params and key not in args and value is not None:
             args[key] = value
@@ -191,17 +254,30 @@ def build_model(
                 "remove data.cmvn"
             )
         model.set_cmvn(*stats)
+    rate = getattr(model, "sample_rate", None)
+    if cfg.data.task == "codec" and rate is not None and rate != cfg.data.sample_rate:
+        raise ConfigError(
+            f"model '{cfg.model.architecture}' runs at {rate} Hz but data.sample_rate="
+            f"{cfg.data.sample_rate}; set data.sample_rate={rate} (audio is resampled on load)"
+        )
     return model, args
 
 
 def load_init_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load `model.init` weights strictly: every parameter and buffer must match by name/shape."""
+    """Load `model.init` weights strictly: every parameter and buffer must match by name/shape.
+
+    Training-only submodules (``training_only_prefixes``, e.g. a codec's discriminator) may be
+    absent, as in packed or imported model dirs: they keep their fresh initialisation.
+    """
     from audiokit.model_dir import WEIGHTS, read_weights
 
     if path.is_dir():
         path = path / WEIGHTS
     state, _ = read_weights(path)
     own = model.state_dict()
+    fresh = tuple(getattr(model, "training_only_prefixes", ()))
+    if fresh and not any(k.startswith(fresh) for k in state):
+        state = {**{k: v for k, v in own.items() if k.startswith(fresh)}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)

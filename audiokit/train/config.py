@@ -23,6 +23,7 @@ from audiokit.utils.atomic import atomic_write
 AMP_MODES = ("none", "bf16", "fp16")
 SCHEDULERS = ("noam", "warmup_cosine", "warmup_constant")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+TASKS = ("asr", "codec")
 
 
 @dataclass
@@ -44,6 +45,9 @@ class FrontendConfig:
 
 @dataclass
 class DataConfig:
+    # asr: (features, token ids), length-bucketed batches; codec: fixed-length waveform
+    # segments (segment_seconds) in batches of batch_size, tokenizer optional (QDAC's text)
+    task: str = "asr"
     train: str = ""
     valid: str = ""
     tokenizer: str = ""
@@ -58,6 +62,9 @@ class DataConfig:
     speed_perturb: list[float] | None = None
     specaug: dict[str, Any] | None = None
     allow_pipe: bool = False
+    segment_seconds: float | None = None  # codec only: training crop length
+    batch_size: int | None = None  # codec only: segments per batch
+    segment_min_db: float | None = -40.0  # codec only: crops quieter than this are not drawn
 
 
 @dataclass
@@ -192,6 +199,14 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
                 f"unknown config section '{key}'; known sections: {', '.join(sorted(sections))}"
             )
     frontend_raw = raw.get("frontend", {})
+    data_raw = raw.get("data")
+    codec = isinstance(data_raw, dict) and data_raw.get("task") == "codec"
+    if codec and "frontend" not in raw:
+        frontend_raw = None  # codecs take waveforms
+    if codec and frontend_raw is not None:
+        raise ConfigError(
+            "frontend: codecs (data.task=codec) take raw waveforms; set frontend: null"
+        )
     if frontend_raw is None:
         frontend = None
     elif isinstance(frontend_raw, dict):
@@ -270,6 +285,30 @@ def validate(cfg: Config) -> None:
         d.speed_perturb is None or all(f > 0 for f in d.speed_perturb),
         f"data.speed_perturb={d.speed_perturb} must list positive factors, e.g. [0.9, 1.0, 1.1]",
     )
+    _check(d.task in TASKS, f"data.task={d.task!r} is unknown; use one of {', '.join(TASKS)}")
+    if d.task == "codec":
+        _check(
+            d.segment_seconds is not None and d.segment_seconds > 0,
+            f"data.segment_seconds={d.segment_seconds}: codec training needs a crop length "
+            "> 0, e.g. data.segment_seconds=0.5",
+        )
+        _check(
+            d.batch_size is not None and d.batch_size >= 1,
+            f"data.batch_size={d.batch_size}: codec training needs segments per batch >= 1, "
+            "e.g. data.batch_size=16",
+        )
+        for key in ("feats_scp", "valid_feats_scp", "cmvn", "speed_perturb", "specaug"):
+            _check(
+                getattr(d, key) is None,
+                f"data.{key} does not apply to codec training (data.task=codec); remove it",
+            )
+    else:
+        for key in ("segment_seconds", "batch_size"):
+            _check(
+                getattr(d, key) is None,
+                f"data.{key} applies to data.task=codec only; remove it (asr batches by "
+                "data.max_frames_per_batch)",
+            )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
