@@ -19,6 +19,8 @@ MODEL_MODULES = [
     "audiokit.asr.streaming",
     "audiokit.asr.owsm_ctc",
     "audiokit.codec.dac",
+    "audiokit.codec.vae",
+    "audiokit.codec.qdac",
 ]
 
 
