@@ -42,7 +42,7 @@ def test_version():
     assert out.stdout.strip() == f"audiokit {__version__}"
 
 
-@pytest.mark.parametrize("group", ["tts", "codec", "generate"])
+@pytest.mark.parametrize("group", ["tts", "generate"])
 def test_not_built_group_says_so_and_exits_2(group):
     out = run_cli(group, "anything", "--flag")
     assert out.returncode == 2

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from audiokit import __version__
-from audiokit.cli import asr, data, feats, model, score, tokenizer, train
+from audiokit.cli import asr, codec, data, feats, model, score, tokenizer, train
 from audiokit.cli._console import err_console
 from audiokit.cli._planned import add_planned
 from audiokit.errors import AudiokitError
@@ -40,7 +40,8 @@ def _global_options(
 
 
 app.add_typer(asr.app, name="asr")
-for _name in ("tts", "codec", "generate"):
+app.add_typer(codec.app, name="codec")
+for _name in ("tts", "generate"):
     add_planned(app, _name)
 app.add_typer(data.app, name="data")
 app.add_typer(feats.app, name="feats")
