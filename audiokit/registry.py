@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "audiokit.asr.streaming",
     "audiokit.asr.owsm_ctc",
     "audiokit.codec.dac",
+    "audiokit.codec.encodec",
     "audiokit.codec.vae",
     "audiokit.codec.qdac",
 ]
