@@ -12,7 +12,7 @@ rotated by ``blank_id + 1`` on the way in and out (the identity when blank is la
 
 Streaming (batch of streams, decoder state carried across chunks)::
 
-    state = model.init_state(batch_size, att_context=(14, 6), decoder="rnnt")
+    state = model.init_state(batch_size, att_context=(14, 6), decoder="rnnt")  # cache="kv"
     for feats, lengths in chunks:               # (B, T, D) new feature frames, (B,)
         new_ids, state = model.step(feats, lengths, state)
     new_ids, state = model.flush(state)         # the final remainder (never dropped)
@@ -330,17 +330,23 @@ class StreamingConformer(nn.Module):
     # ------------------------------------------------------------------ streaming
 
     def init_state(
-        self, batch_size: int, att_context: Any = None, decoder: str | None = None
+        self,
+        batch_size: int,
+        att_context: Any = None,
+        decoder: str | None = None,
+        cache: str = "kv",
     ) -> StreamState:
         """Fresh state for ``batch_size`` streams (decoder ``rnnt`` or ``ctc``; default: the
-        model's first decoder; ``att_context`` default: the first trained context)."""
+        model's first decoder; ``att_context`` default: the first trained context).
+        ``cache``: the encoder's attention cache, ``"kv"`` (projected keys/values: fast) or
+        ``"input"`` (NeMo's attention-input cache); both give the same outputs."""
         decoder = decoder or self.decoders[0]
         if decoder not in ("rnnt", "ctc") or decoder not in self.decoders:
             ok = ", ".join(d for d in self.decoders if d in ("rnnt", "ctc"))
             raise ConfigError(f"streaming decoder {decoder!r} is not available; use one of: {ok}")
         p = next(self.parameters())
         enc_state = self.encoder.init_state(
-            batch_size, parse_att_context(att_context), p.device, p.dtype
+            batch_size, parse_att_context(att_context), p.device, p.dtype, cache
         )
         rnnt = None
         if decoder == "rnnt":

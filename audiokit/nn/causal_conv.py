@@ -60,9 +60,16 @@ class CausalConv1d(nn.Conv1d):
         if cache is None:
             return super().forward(F.pad(x, (self.cache_size, 0))), None
         full = torch.cat([cache, x], dim=-1)
-        if lengths is None:
-            lengths = torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
-        return super().forward(full), gather_time(full, lengths, self.cache_size)
+        if lengths is None:  # every stream used all of x: the tail, a view (no gather)
+            nxt = full[..., full.shape[-1] - self.cache_size :]
+        else:
+            nxt = gather_time(full, lengths, self.cache_size)
+        if self.groups == self.in_channels == self.out_channels and self.bias is not None:
+            # Depthwise on a short chunk: windows x taps beats the generic grouped conv (a
+            # slow path on CPU for small inputs); (B, C, T, k) stays small in streaming.
+            w = self.weight[:, 0, None, :]  # (C, 1, k)
+            return (full.unfold(-1, self.kernel_size[0], 1) * w).sum(-1) + self.bias[:, None], nxt
+        return super().forward(full), nxt
 
 
 class CausalConv2d(nn.Conv2d):
@@ -132,13 +139,16 @@ class CausalConvSubsampling(nn.Module):
         x = x.unsqueeze(1)  # (B, 1, T, D)
         lengths = lengths.long()
         left = None if left_invalid is None else left_invalid.long()
+        # Every frame real (the usual streaming step): the masks are identities at every stage.
+        masked = bool((lengths != x.shape[2]).any()) or (left is not None and bool(left.any()))
         for layer in self.conv:
             if isinstance(layer, CausalConv2d):
-                x = layer(self._mask(x, lengths, left))
+                x = layer(self._mask(x, lengths, left) if masked else x)
                 lengths = lengths // 2 + 1
                 left = None if left is None else left // 2
             else:
                 x = layer(x)
-        x = self._mask(x, lengths, left)
+        if masked:
+            x = self._mask(x, lengths, left)
         b, c, t, f = x.shape
         return self.out(x.transpose(1, 2).reshape(b, t, c * f)), lengths

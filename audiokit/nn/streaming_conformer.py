@@ -13,13 +13,20 @@ chunks of ``right + 1``; a chunk sees itself and ``left // (right + 1)`` chunks 
 the last ``left`` attention inputs sees exactly what the offline pass sees, and the depthwise
 conv is causal with a ``kernel - 1`` frame cache: streaming output == offline output.
 
+Layers, attention and masks: :mod:`audiokit.nn.streaming_layer`.
+
 Streaming state (:class:`EncoderState`, batched over streams):
 
 - ``mel``/``mel_len``: input frames not yet fully used; the buffer starts at input frame
   ``factor * (frames_out - 2)`` (the pre-encode cache: ``factor + 1`` frames already used plus the
   pending ones). At stream start it holds ``2 * factor`` left frames that are masked as padding.
-- ``attn_cache (L, B, left, d)`` + ``cache_len (B,)`` valid entries (right-aligned): the last
-  ``left`` normalised attention inputs of each layer (NeMo ``cache_last_channel``);
+- the attention cache, in one of two representations (``init_state(cache=...)``):
+  ``"input"``: ``attn_cache (L, B, left, d)``, the last ``left`` normalised attention inputs of
+  each layer (NeMo ``cache_last_channel``; keys/values are re-projected every step), or
+  ``"kv"`` (fast): ``k_cache`` / ``v_cache``, per layer ``(B, left, d)`` already projected keys
+  and values, so a step projects only its new frames, plus ``pos_proj``, the relative positional
+  projection of the fixed ``left + chunk`` window, computed once per stream start. Both give the
+  same outputs; ``cache_len (B,)`` counts the valid (right-aligned) entries;
 - ``conv_cache (L, B, d, kernel - 1)``: the last depthwise-conv inputs (``cache_last_time``);
 - ``frames_out (B,)``: output frames emitted so far.
 """
@@ -29,192 +36,72 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from audiokit.errors import ConfigError
-from audiokit.nn.attention import RelPositionMultiHeadAttention
 from audiokit.nn.causal_conv import (
-    CausalConv1d,
     CausalConvSubsampling,
     causal_subsampled_length,
     gather_time,
 )
 from audiokit.nn.masks import chunk_attention_mask, make_valid_mask
 from audiokit.nn.positional import RelPositionalEncoding
+from audiokit.nn.streaming_layer import (
+    CachedRelPositionAttention,
+    FastConformerLayer,
+    chunked_limited_mask,
+    rel_shift_cached,
+)
+
+__all__ = [
+    "CachedRelPositionAttention",
+    "EncoderState",
+    "FastConformerLayer",
+    "StreamingConformerEncoder",
+    "chunked_limited_mask",
+    "rel_shift_cached",
+]
 
 
-def chunked_limited_mask(
-    query_pos: torch.Tensor, key_pos: torch.Tensor, left: int, right: int
-) -> torch.Tensor:
-    """``(Tq, Tk)`` bool, True where a query at position ``query_pos[i]`` may attend a key at
-    ``key_pos[j]`` (NeMo ``chunked_limited``). ``right == -1``: no chunks, keys up to ``left``
-    frames back and all future; ``left == -1``: unlimited left context."""
-    q, k = query_pos[:, None], key_pos[None, :]
-    if right < 0:
-        return (q - k <= left) if left >= 0 else torch.ones_like(q - k, dtype=torch.bool)
-    diff = torch.div(q, right + 1, rounding_mode="floor") - torch.div(
-        k, right + 1, rounding_mode="floor"
-    )
-    left_chunks = left // (right + 1) if left >= 0 else 10**9
-    return (diff >= 0) & (diff <= left_chunks)
-
-
-def rel_shift_cached(x: torch.Tensor) -> torch.Tensor:
-    """``(..., Tq, 2K - 1)`` scores against distances ``K-1 .. -(K-1)`` -> ``(..., Tq, K)``.
-
-    Queries are the last ``Tq`` of ``K`` key positions (a cache of ``K - Tq`` frames first):
-    ``out[i, j] = x[i, Tq - 1 - i + j]``, the column of distance ``(K - Tq + i) - j``.
-    """
-    x = x.contiguous()
-    tq, p = x.shape[-2], x.shape[-1]
-    k = (p + 1) // 2
-    stride = (*x.stride()[:-2], p - 1, 1)
-    return x.as_strided((*x.shape[:-1], k), stride, x.storage_offset() + tq - 1)
-
-
-class CachedRelPositionAttention(RelPositionMultiHeadAttention):
-    """:class:`RelPositionMultiHeadAttention` whose keys may be ``cat(cache, x)``.
-
-    ``x (B, T, d)``, ``cache (B, C, d)`` or None, ``pos_emb (1, 2(C+T) - 1, d)``, ``allowed``
-    bool ``(B, 1, T, C+T)``, True where query ``i`` may attend key ``j``.
-    Scores ``((q+u).k + (q+v).p) / sqrt(d_k)`` as NeMo; softmax over allowed keys only.
-    """
-
-    def forward(  # type: ignore[override]
-        self,
-        x: torch.Tensor,
-        pos_emb: torch.Tensor,
-        allowed: torch.Tensor,
-        cache: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        b, t, d = x.shape
-        kv = x if cache is None else torch.cat([cache, x], dim=1)
-        q = self._heads(self.linear_q(x))
-        k = self._heads(self.linear_k(kv)).transpose(1, 2)  # (B, h, K, d_k)
-        v = self._heads(self.linear_v(kv)).transpose(1, 2)
-        p = self._heads(self.linear_pos(pos_emb)).transpose(1, 2)  # (1, h, 2K-1, d_k)
-        q_u = (q + self.pos_bias_u).transpose(1, 2)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)
-        scale = 1.0 / math.sqrt(self.d_k)
-        bd = rel_shift_cached(torch.matmul(q_v, p.transpose(-2, -1))) * scale  # (B, h, T, K)
-        out = F.scaled_dot_product_attention(
-            q_u,
-            k,
-            v,
-            attn_mask=bd.masked_fill(~allowed, float("-inf")),
-            dropout_p=self.dropout if self.training else 0.0,
-            scale=scale,
-        )
-        return self.linear_out(out.transpose(1, 2).reshape(b, t, d))
-
-
-class FeedForward(nn.Module):
-    """``Linear(d, ff) -> Swish -> Dropout -> Linear(ff, d)``; ``(B, T, d)``."""
-
-    def __init__(self, d_model: int, ff_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(d_model, ff_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(ff_dim, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(F.silu(self.linear1(x))))
-
-
-class CausalConvModule(nn.Module):
-    """Pointwise(d -> 2d) -> GLU -> causal depthwise(k) -> LayerNorm -> Swish -> pointwise.
-
-    ``x (B, T, d)``, ``valid (B, T)`` True on real frames (others are zeroed before the
-    depthwise conv); ``cache (B, d, k-1)`` / ``lengths (B,)`` for streaming (see
-    :class:`CausalConv1d`). Returns ``(B, T, d)`` and the next cache (None offline).
-    """
-
-    def __init__(self, d_model: int, kernel: int) -> None:
-        super().__init__()
-        self.pointwise1 = nn.Conv1d(d_model, 2 * d_model, 1)
-        self.depthwise = CausalConv1d(d_model, d_model, kernel, groups=d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.pointwise2 = nn.Conv1d(d_model, d_model, 1)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        valid: torch.Tensor,
-        cache: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = F.glu(self.pointwise1(x.transpose(1, 2)), dim=1)
-        x = x * valid[:, None, :].to(x.dtype)
-        x, cache = self.depthwise(x, cache, lengths)
-        x = self.norm(x.transpose(1, 2))
-        return self.pointwise2(F.silu(x).transpose(1, 2)).transpose(1, 2), cache
-
-
-class FastConformerLayer(nn.Module):
-    """One macaron block (NeMo ``ConformerLayer``); ``x (B, T, d)`` -> ``(B, T, d)``."""
-
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        ff_dim: int,
-        kernel: int,
-        dropout: float,
-        dropout_att: float,
-    ) -> None:
-        super().__init__()
-        self.norm_ff1 = nn.LayerNorm(d_model)
-        self.ff1 = FeedForward(d_model, ff_dim, dropout)
-        self.norm_attn = nn.LayerNorm(d_model)
-        self.attn = CachedRelPositionAttention(d_model, num_heads, dropout_att)
-        self.norm_conv = nn.LayerNorm(d_model)
-        self.conv = CausalConvModule(d_model, kernel)
-        self.norm_ff2 = nn.LayerNorm(d_model)
-        self.ff2 = FeedForward(d_model, ff_dim, dropout)
-        self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        pos_emb: torch.Tensor,
-        allowed: torch.Tensor,
-        valid: torch.Tensor,
-        attn_cache: torch.Tensor | None = None,
-        conv_cache: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``valid (B, T)`` True on real frames; caches as in :class:`StreamingConformerEncoder`
-        (``lengths``: real frames of this chunk, to cut the next caches). Returns
-        ``(x, next_attn_cache, next_conv_cache)`` (caches None offline)."""
-        x = x + 0.5 * self.dropout(self.ff1(self.norm_ff1(x)))
-        a = self.norm_attn(x)
-        next_attn = None
-        if attn_cache is not None:
-            keys = torch.cat([attn_cache, a], dim=1)  # (B, C + T, d)
-            c = attn_cache.shape[1]
-            next_attn = gather_time(keys.transpose(1, 2), lengths, c).transpose(1, 2)
-        x = x + self.dropout(self.attn(a, pos_emb, allowed, attn_cache))
-        y, next_conv = self.conv(self.norm_conv(x), valid, conv_cache, lengths)
-        x = x + self.dropout(y)
-        x = x + 0.5 * self.dropout(self.ff2(self.norm_ff2(x)))
-        return self.norm_out(x), next_attn, next_conv
+CACHE_KINDS = ("input", "kv")
 
 
 @dataclass
 class EncoderState:
-    """Per-stream streaming state of :class:`StreamingConformerEncoder` (see the module doc)."""
+    """Per-stream streaming state of :class:`StreamingConformerEncoder` (see the module doc).
+
+    ``cache`` ``"input"``: ``attn_cache`` is set (NeMo layout), ``k_cache`` / ``v_cache`` /
+    ``pos_proj`` are None; ``"kv"``: the reverse. ``pos_proj`` is derived from the weights when
+    the state is made (shared by the streams): make a new state after changing the weights.
+    """
 
     att_context: tuple[int, int]
     mel: torch.Tensor  # (B, P, F) buffered input frames, starting at factor * (frames_out - 2)
     mel_len: torch.Tensor  # (B,) real frames in mel
-    attn_cache: torch.Tensor  # (L, B, left, d)
+    attn_cache: torch.Tensor | None  # (L, B, left, d) normalised attention inputs ("input")
     conv_cache: torch.Tensor  # (L, B, d, kernel - 1)
-    cache_len: torch.Tensor  # (B,) valid (right-aligned) entries of attn_cache
+    cache_len: torch.Tensor  # (B,) valid (right-aligned) entries of the attention cache
     frames_out: torch.Tensor  # (B,) output frames emitted so far
+    k_cache: tuple[torch.Tensor, ...] | None = None  # L x (B, left, d) projected keys ("kv")
+    v_cache: tuple[torch.Tensor, ...] | None = None  # L x (B, left, d) projected values
+    pos_proj: tuple[torch.Tensor, ...] | None = None  # L x (h, d_k, left + 2 chunk - 1)
+
+    @property
+    def cache(self) -> str:
+        return "input" if self.attn_cache is not None else "kv"
+
+
+@lru_cache(maxsize=64)
+def _window_mask(left: int, right: int, e: int, device: str) -> torch.Tensor:
+    """``(E, left + E)`` chunked_limited mask of ``E`` new frames (a whole number of chunks
+    from the stream start) against ``left`` cached + the new frames; one per shape."""
+    q_pos = torch.arange(e, device=device)
+    k_pos = torch.arange(-left, e, device=device)
+    return chunked_limited_mask(q_pos, k_pos, left, right)
 
 
 class StreamingConformerEncoder(nn.Module):
@@ -334,26 +221,59 @@ class StreamingConformerEncoder(nn.Module):
         att_context: tuple[int, int] | list[int] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        cache: str = "input",
     ) -> EncoderState:
-        """Zero caches for ``batch_size`` new streams at ``att_context`` (default: first)."""
+        """Zero caches for ``batch_size`` new streams at ``att_context`` (default: first).
+
+        ``cache``: ``"input"`` keeps NeMo's attention-input cache (``attn_cache``), ``"kv"`` the
+        projected keys/values and the window's positional projection (fast; same outputs).
+        """
         left, right = self.resolve_context(att_context)
         if left < 0 or right < 0:
             raise ConfigError(
                 f"att_context {left},{right} is unlimited; streaming needs left >= 0 and right >= 0"
             )
+        if cache not in CACHE_KINDS:
+            raise ConfigError(f"cache={cache!r}: use one of {', '.join(CACHE_KINDS)}")
         n, s = len(self.layers), self.subsampling_factor
         zeros = torch.zeros
-        return EncoderState(
+        state = EncoderState(
             att_context=(left, right),
             mel=zeros(batch_size, 2 * s, self.input_dim, device=device, dtype=dtype),
             mel_len=torch.full((batch_size,), 2 * s, dtype=torch.long, device=device),
-            attn_cache=zeros(n, batch_size, left, self.d_model, device=device, dtype=dtype),
+            attn_cache=None,
             conv_cache=zeros(
                 n, batch_size, self.d_model, self.conv_kernel - 1, device=device, dtype=dtype
             ),
             cache_len=torch.zeros(batch_size, dtype=torch.long, device=device),
             frames_out=torch.zeros(batch_size, dtype=torch.long, device=device),
         )
+        if cache == "input":
+            return replace(
+                state,
+                attn_cache=zeros(n, batch_size, left, self.d_model, device=device, dtype=dtype),
+            )
+        kv = zeros(batch_size, left, self.d_model, device=device, dtype=dtype)
+        with torch.no_grad():
+            pos = self._pos_proj(left, right + 1, state.mel)
+        return replace(state, k_cache=(kv,) * n, v_cache=(kv,) * n, pos_proj=pos)
+
+    def _pos_proj(self, left: int, e: int, ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per layer ``(h, d_k, left + 2e - 1)``: projected relative positions of distances
+        ``left+e-1 .. -(e-1)`` (``e`` queries after ``left`` cached keys)."""
+        pos = self.pos_enc._positions(left + e, ref)[0, : left + 2 * e - 1]
+        return tuple(layer.attn.project_positions(pos) for layer in self.layers)
+
+    def _step_pos_proj(
+        self, state: EncoderState, e: int, ref: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The state's window projection for ``e`` new frames: a slice when ``e`` fits the
+        precomputed chunk (the final partial chunk), else computed (several chunks at once)."""
+        assert state.pos_proj is not None
+        left, chunk = state.att_context[0], state.att_context[1] + 1
+        if e > chunk:
+            return self._pos_proj(left, e, ref)
+        return tuple(p[:, :, chunk - e : chunk + left + e - 1] for p in state.pos_proj)
 
     def stream_step(
         self,
@@ -369,7 +289,8 @@ class StreamingConformerEncoder(nn.Module):
         whose input has fully arrived; the rest stays buffered. With ``final=True`` the
         remainder is flushed as a last (partial) chunk, with the same right zero padding as the
         offline pass, so the concatenated outputs equal :meth:`forward` at this context.
-        Returns ``out (B, E, d)`` (zero past ``out_lengths``), ``out_lengths (B,)``, the new state.
+        Returns ``out (B, E, d)`` (zero past ``out_lengths``), ``out_lengths (B,)``, the new state
+        (with the same cache representation as ``state``).
         """
         left, right = state.att_context
         s, chunk = self.subsampling_factor, right + 1
@@ -398,34 +319,56 @@ class StreamingConformerEncoder(nn.Module):
             return out, emit, replace(state, mel=mel, mel_len=total)
         left_invalid = (2 - state.frames_out).clamp(min=0) * s
         x, _ = self.subsampling(mel[:, : int(need.max())], need, left_invalid)
-        x = x[:, 2 : 2 + e]  # the first two frames lack left input context: drop them
-        x, pos_emb = self._positions(x, left)
-        valid = make_valid_mask(emit, e)
-        q_pos = torch.arange(e, device=dev)
-        k_pos = torch.arange(-left, e, device=dev)  # frames_out is a multiple of the chunk
-        cached = torch.arange(left, device=dev)[None, :] >= (left - state.cache_len)[:, None]
-        key_valid = torch.cat([cached, valid], dim=1)  # (B, left + E)
-        allowed = key_valid[:, None, None, :] & chunked_limited_mask(q_pos, k_pos, left, right)
-        allowed = allowed | ~allowed.any(-1, keepdim=True)
-        attn_next, conv_next = [], []
-        for i, layer in enumerate(self.layers):
-            x, ac, cc = layer(
-                x, pos_emb, allowed, valid, state.attn_cache[i], state.conv_cache[i], emit
-            )
-            attn_next.append(ac)
-            conv_next.append(cc)
+        x = self.dropout_pre(x[:, 2 : 2 + e] * self.xscale)  # first 2 frames lack left input
+        # Masks only where some key or query is not real: the steady state needs none.
+        uniform = bool((emit == e).all())
+        valid = None if uniform else make_valid_mask(emit, e)
+        allowed = None
+        if not uniform or e > chunk or not bool((state.cache_len == left).all()):
+            cached = torch.arange(left, device=dev)[None, :] >= (left - state.cache_len)[:, None]
+            new = make_valid_mask(emit, e)
+            key_valid = torch.cat([cached, new], dim=1)  # (B, left + E)
+            allowed = key_valid[:, None, None, :] & _window_mask(left, right, e, str(dev))
+            allowed = allowed | ~allowed.any(-1, keepdim=True)  # padding rows: avoid all -inf
+        cut = None if uniform else emit  # frames per stream that enter the caches
+        conv_next = []
+        if state.attn_cache is None:  # projected key/value caches
+            assert state.k_cache is not None and state.v_cache is not None
+            pos = self._step_pos_proj(state, e, x)
+            k_next, v_next = [], []
+            for i, layer in enumerate(self.layers):
+                kv = (state.k_cache[i], state.v_cache[i])
+                x, (k, v), cc = layer.forward_kv(
+                    x, pos[i], allowed, valid, kv, state.conv_cache[i], cut
+                )
+                k_next.append(k)
+                v_next.append(v)
+                conv_next.append(cc)
+            caches = {"k_cache": tuple(k_next), "v_cache": tuple(v_next)}
+        else:  # NeMo's attention-input cache: keys/values re-projected every step
+            pos_emb = self.pos_enc._positions(left + e, x)
+            attn_next = []
+            for i, layer in enumerate(self.layers):
+                x, ac, cc = layer(
+                    x, pos_emb, allowed, valid, state.attn_cache[i], state.conv_cache[i], cut
+                )
+                attn_next.append(ac)
+                conv_next.append(cc)
+            caches = {"attn_cache": torch.stack(attn_next)}
         # Keep input from frame s * (frames_out' - 2) on: drop s * emit frames per stream.
         rest = total - s * emit
         keep = max(int(rest.max()), 1)
         padded = F.pad(mel, (0, 0, 0, keep))
         mel_next = gather_time(padded.transpose(1, 2), s * emit, keep).transpose(1, 2)
-        new_state = EncoderState(
-            att_context=state.att_context,
+        new_state = replace(
+            state,
             mel=mel_next,
             mel_len=rest,
-            attn_cache=torch.stack(attn_next),
             conv_cache=torch.stack(conv_next),
             cache_len=torch.clamp(state.cache_len + emit, max=left),
             frames_out=state.frames_out + emit,
+            **caches,
         )
-        return x * valid[:, :, None].to(x.dtype), emit, new_state
+        if valid is not None:
+            x = x * valid[:, :, None].to(x.dtype)
+        return x, emit, new_state
