@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "audiokit.asr.paraformer",
     "audiokit.asr.streaming",
     "audiokit.asr.owsm_ctc",
+    "audiokit.asr.espnet_asr",
     "audiokit.codec.dac",
     "audiokit.codec.encodec",
     "audiokit.codec.vae",

@@ -10,8 +10,11 @@ the weights with ``torch.load(weights_only=True)``; every ESPnet tensor must map
 :class:`audiokit.asr.owsm_ctc.OwsmCTC` with the same shape, and every audiokit tensor must
 be filled. Token ids are ESPnet's (``config.yaml:token_list``).
 
-Only OWSM-CTC models (``model: espnet_ctc``, ``encoder: e_branchformer_ctc`` with absolute
-positions) are supported; ESPnet ASR Conformer/E-Branchformer models are refused.
+The config decides the task: OWSM-CTC models (``model: espnet_ctc``, ``encoder:
+e_branchformer_ctc`` with absolute positions) become ``owsm_ctc``; ESPnet ``asr`` task models
+with a Conformer or E-Branchformer encoder and a CTC branch become ``espnet_asr_ctc``
+(:mod:`audiokit.importers.espnet_asr`; CTC decoding only). ``meta.yaml`` may name either
+``s2t_train_config``/``s2t_model_file`` or ``asr_train_config``/``asr_model_file``.
 """
 
 from __future__ import annotations
@@ -83,12 +86,13 @@ def _find_files(src: Path) -> tuple[Path, Path, Path]:
         root = None
     elif (src / "meta.yaml").is_file():
         meta = _read_yaml(src / "meta.yaml")
-        cfg_rel = (meta.get("yaml_files") or {}).get("s2t_train_config")
-        pth_rel = (meta.get("files") or {}).get("s2t_model_file")
+        yamls, files = meta.get("yaml_files") or {}, meta.get("files") or {}
+        task = "s2t" if "s2t_train_config" in yamls else "asr"
+        cfg_rel, pth_rel = yamls.get(f"{task}_train_config"), files.get(f"{task}_model_file")
         if not cfg_rel or not pth_rel:
             raise ConfigError(
-                f"{src / 'meta.yaml'}: no yaml_files.s2t_train_config / files.s2t_model_file; "
-                "is this an OWSM-CTC (s2t) model folder?"
+                f"{src / 'meta.yaml'}: no yaml_files.s2t_train_config / asr_train_config with "
+                "its model file; is this an ESPnet s2t or asr model folder?"
             )
         config, weights = src / cfg_rel, src / pth_rel
         for p in (config, weights):
@@ -168,14 +172,7 @@ def check_config(cfg: dict[str, Any], where: Path) -> None:
         raise ConfigError(
             f"{where}: only a pre-LN prompt encoder without concat_after is supported"
         )
-    front = cfg.get("frontend_conf") or {}
-    extra = sorted(
-        set(front) - {"n_fft", "win_length", "hop_length", "fs", "n_mels", "fmin", "fmax", "htk"}
-    )
-    if extra:
-        raise ConfigError(
-            f"{where}: frontend_conf.{extra[0]} is not supported by the espnet_logmel frontend"
-        )
+    check_frontend(cfg, where)
 
 
 def model_args(cfg: dict[str, Any], token_list: list[str], n_mels: int) -> dict[str, Any]:
@@ -274,27 +271,37 @@ def map_state_dict(
     return out
 
 
-def build_from_espnet(src: Path):
-    """``(model, args, frontend, sample_rate, tokenizer, meta)`` from an ESPnet model folder."""
-    from audiokit.asr.owsm_ctc import OwsmCTC
-    from audiokit.features.espnet_logmel import _parse_rate, build_espnet_logmel_frontend
-    from audiokit.text import SentencePieceTokenizer, TokenList
+def load_tokenizer(cfg: dict[str, Any], root: Path, config: Path):
+    """``(tokenizer, token_list)``: ``bpe`` (sentencepiece ``bpemodel``) or ``char`` tokens."""
+    from audiokit.text import CharTokenizer, SentencePieceTokenizer, TokenList
 
-    root, config, weights = _find_files(src)
-    cfg = _read_yaml(config)
-    check_config(cfg, config)
     token_list = cfg.get("token_list")
     if isinstance(token_list, str):
         token_list = TokenList.read(_resolve(root, config, token_list, "token_list")).symbols_list
     if not isinstance(token_list, list) or not token_list:
         raise ConfigError(f"{config}: no token_list; re-download the model")
-    if cfg.get("token_type") != "bpe" or not cfg.get("bpemodel"):
-        raise ConfigError(f"{config}: token_type must be bpe with a bpemodel; unsupported model")
-    bpe = _resolve(root, config, str(cfg["bpemodel"]), "bpemodel")
-    tokenizer = SentencePieceTokenizer(bpe, TokenList(token_list))
+    kind = cfg.get("token_type")
+    if kind == "bpe" and not cfg.get("bpemodel"):
+        raise ConfigError(f"{config}: token_type is bpe but bpemodel is empty; re-download it")
+    if kind == "bpe":
+        bpe = _resolve(root, config, str(cfg["bpemodel"]), "bpemodel")
+        return SentencePieceTokenizer(bpe, TokenList(token_list)), token_list
+    if kind == "char":  # ESPnet char tokens: one per character, "<space>" between words
+        tokens = TokenList(token_list)
+        return CharTokenizer(tokens, latin="char", space="keep", space_symbol="<space>"), token_list
+    raise ConfigError(
+        f"{config}: token_type={kind!r} is not supported; use bpe (with a bpemodel) or char"
+    )
+
+
+def load_frontend(cfg: dict[str, Any]):
+    """``(frontend dict for model.yaml, EspnetLogMelFrontend, sample_rate)`` of ``frontend_conf``
+    (ESPnet ``DefaultFrontend`` defaults: n_fft 512, win_length = n_fft, hop 128, 80 mels)."""
+    from audiokit.features.espnet_logmel import _parse_rate, build_espnet_logmel_frontend
+
     front = dict(cfg.get("frontend_conf") or {})
     sample_rate = _parse_rate(front.pop("fs", 16000))
-    frontend = {
+    frontend: dict[str, Any] = {
         "type": "espnet_logmel",
         "n_fft": int(front.get("n_fft", 512)),
         "win_length": int(front.get("win_length") or front.get("n_fft", 512)),
@@ -307,13 +314,56 @@ def build_from_espnet(src: Path):
     fe = build_espnet_logmel_frontend(
         {k: v for k, v in frontend.items() if k != "type"}, sample_rate
     )
-    args = model_args(cfg, token_list, frontend["n_mels"])
+    return frontend, fe, sample_rate
+
+
+def load_state_dict(weights: Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
         raise ModelError(f"{weights}: not a loadable state dict ({e}); re-download it") from None
     if not isinstance(sd, dict):
         raise ModelError(f"{weights}: not a state dict; re-download it")
+    return sd
+
+
+# DefaultFrontend options espnet_logmel reproduces only at ESPnet's default value.
+_FRONTEND_DEFAULTS = {
+    "window": "hann", "center": True, "normalized": False, "onesided": True, "apply_stft": True,
+}  # fmt: skip
+
+
+def check_frontend(cfg: dict[str, Any], where: Path) -> None:
+    """Only frontend_conf options the espnet_logmel frontend reproduces."""
+    front = cfg.get("frontend_conf") or {}
+    for key, value in front.items():
+        if key in ("n_fft", "win_length", "hop_length", "fs", "n_mels", "fmin", "fmax", "htk"):
+            continue
+        if key not in _FRONTEND_DEFAULTS or value != _FRONTEND_DEFAULTS[key]:
+            raise ConfigError(
+                f"{where}: frontend_conf.{key}={value!r} is not supported by the espnet_logmel "
+                "frontend"
+            )
+
+
+def build_from_espnet(src: Path):
+    """``(model, args, frontend, sample_rate, tokenizer, meta)`` from an ESPnet model folder;
+    ``model.config`` / the architecture follow the task (see the module doc)."""
+    from audiokit.asr.owsm_ctc import OwsmCTC
+    from audiokit.importers.espnet_asr import build_asr, is_asr_config
+
+    root, config, weights = _find_files(src)
+    cfg = _read_yaml(config)
+    if is_asr_config(cfg):
+        check_frontend(cfg, config)
+        return build_asr(root, config, weights, cfg)
+    check_config(cfg, config)
+    tokenizer, token_list = load_tokenizer(cfg, root, config)
+    if cfg.get("token_type") != "bpe":
+        raise ConfigError(f"{config}: token_type must be bpe with a bpemodel; unsupported model")
+    frontend, fe, sample_rate = load_frontend(cfg)
+    args = model_args(cfg, token_list, frontend["n_mels"])
+    sd = load_state_dict(weights)
     norm = cfg.get("normalize_conf") or {}
     mapped = map_state_dict(
         sd, fe.melmat, bool(norm.get("norm_means", True)), bool(norm.get("norm_vars", True))
@@ -340,14 +390,20 @@ def build_from_espnet(src: Path):
 
 
 def import_model(src: Path, dst: Path, overwrite: bool = False) -> Path:
-    """Convert the ESPnet OWSM-CTC model folder ``src`` into the packed model dir ``dst``."""
+    """Convert the ESPnet model folder ``src`` (OWSM-CTC s2t or ASR CTC) into the packed
+    model dir ``dst``."""
+    from audiokit.importers.espnet_asr import ARCH as ASR_ARCH
     from audiokit.model_dir import write_model_dir
 
     src, dst = Path(src), Path(dst)
     model, args, frontend, sample_rate, tokenizer, meta = build_from_espnet(src)
-    decoding = {"method": "greedy", "options": {"lang": "<nolang>", "task": "<asr>"}}
+    if meta.get("espnet_task") == "asr":
+        arch, decoding = ASR_ARCH, {"method": "greedy"}
+    else:
+        arch = ARCH
+        decoding = {"method": "greedy", "options": {"lang": "<nolang>", "task": "<asr>"}}
     return write_model_dir(
-        dst, model, ARCH, args, frontend, sample_rate, tokenizer,
+        dst, model, arch, args, frontend, sample_rate, tokenizer,
         meta={"imported_from": "espnet", "source": str(src), **meta},
         decoding=decoding, overwrite=overwrite,
     )  # fmt: skip
