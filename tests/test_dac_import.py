@@ -180,3 +180,84 @@ def test_ema_quantizer_option(one_torch_thread):
     model = RVQCodec(**TINY, quantizer="ema", kmeans_iters=2).eval()
     enc = model.encode(torch.randn(1, 1, 64) * 0.1)
     assert enc.codes.shape == (1, 3, 8) and model.decode(enc).shape == (1, 1, 64)
+
+
+# ---- CPU inference fast paths (audiokit.nn.weight_norm / snake / dac.run_layers) --------------
+
+
+@pytest.mark.parametrize(
+    ("cin", "k", "dilation", "padding"), [(4, 7, 1, 3), (8, 7, 3, 9), (3, 3, 1, 0), (6, 1, 1, 0)]
+)
+def test_fast_conv1d_matches_torch(one_torch_thread, cin, k, dilation, padding):
+    from audiokit.nn.weight_norm import conv1d_fast
+
+    torch.manual_seed(0)
+    x, w, b = torch.randn(3, cin, 2500), torch.randn(5, cin, k), torch.randn(5)
+    want = torch.nn.functional.conv1d(x, w, b, 1, padding, dilation)
+    got = conv1d_fast(x, w, b, 1, padding, dilation)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(conv1d_fast(x[1:2], w, b, 1, padding, dilation), got[1:2])  # batch-invariant
+    no_bias = conv1d_fast(x, w, None, 1, padding, dilation)
+    torch.testing.assert_close(no_bias, want - b[:, None], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("stride", "padding", "output_padding"), [(2, 1, 0), (5, 3, 0), (4, 2, 1)])
+def test_fast_conv_transpose1d_matches_torch(one_torch_thread, stride, padding, output_padding):
+    from audiokit.nn.weight_norm import conv_transpose1d_fast
+
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 6, 700), torch.randn(6, 3, 2 * stride), torch.randn(3)
+    args = (stride, padding, output_padding)
+    want = torch.nn.functional.conv_transpose1d(x, w, b, *args)
+    got = conv_transpose1d_fast(x, w, b, *args)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(conv_transpose1d_fast(x[1:], w, b, *args), got[1:])
+
+
+def test_cached_weight_follows_parameter_updates(one_torch_thread):
+    from audiokit.nn.weight_norm import WNConv1d, WNConvTranspose1d
+
+    torch.manual_seed(0)
+    for layer, x in (
+        (WNConv1d(4, 4, 7, padding=3), torch.randn(1, 4, 3000)),
+        (WNConvTranspose1d(4, 2, 4, stride=2, padding=1), torch.randn(1, 4, 1500)),
+    ):
+        for _ in range(2):
+            with torch.no_grad():
+                fast = layer(x)
+            torch.testing.assert_close(fast, layer(x).detach(), atol=1e-5, rtol=1e-5)
+            with torch.no_grad():
+                layer.weight_v.mul_(-0.5)  # an optimiser step: the cache must not be reused
+        layer.load_state_dict({k: torch.randn_like(v) for k, v in layer.state_dict().items()})
+        with torch.no_grad():
+            fast = layer(x)
+        torch.testing.assert_close(fast, layer(x).detach(), atol=1e-5, rtol=1e-5)
+        layer.requires_grad_(False)  # a frozen codec inside a trained model: grads reach x
+        xg = x.clone().requires_grad_()
+        out = layer(xg)
+        torch.testing.assert_close(out.detach(), fast, atol=1e-5, rtol=1e-5)
+        out.square().sum().backward()
+        assert xg.grad is not None and xg.grad.abs().sum() > 0
+
+
+def test_inference_path_equals_autograd_path_and_keeps_input(one_torch_thread):
+    from audiokit.nn.snake import snake
+
+    torch.manual_seed(0)
+    x, alpha = torch.randn(2, 3, 50), torch.rand(1, 3, 1) + 0.5
+    with torch.no_grad():
+        y = snake(x, alpha)
+        assert torch.equal(snake(x.clone(), alpha, inplace=True), y)
+    assert torch.equal(y, snake(x, alpha.requires_grad_()).detach())
+    model = RVQCodec(**{**TINY, "encoder_dim": 2, "decoder_dim": 8}).eval()
+    wav = torch.randn(2, 1, 4000) * 0.1
+    before = wav.clone()
+    with torch.no_grad():
+        enc = model.encode(wav)
+        fast = model.decode(enc)
+    assert torch.equal(wav, before)  # in-place activations never touch the caller's tensors
+    slow = model.decoder(model.quantizer.decode(enc.codes))[..., : wav.shape[-1]]
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        assert torch.equal(model.encode(wav[1:]).codes, enc.codes[1:])

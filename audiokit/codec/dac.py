@@ -31,9 +31,7 @@ from audiokit.registry import register_model
 
 def conv_unpadded(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run a (WN) Conv1d / ConvTranspose1d with its padding set to 0, without touching `layer`."""
-    weight = getattr(layer, "effective_weight", None)
-    if weight is None:
-        weight = layer.weight
+    weight = layer.current_weight() if hasattr(layer, "current_weight") else layer.weight
     if isinstance(layer, nn.ConvTranspose1d):
         return F.conv_transpose1d(
             x, weight, layer.bias, layer.stride, 0, layer.output_padding, layer.groups,
@@ -51,14 +49,24 @@ def fit_length(audio: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def run_layers(layers: nn.Sequential, x: torch.Tensor, padding: bool) -> torch.Tensor:
-    """Apply `layers` in order; convs lose their padding when `padding` is False."""
+    """Apply `layers` in order; convs lose their padding when `padding` is False.
+
+    Without autograd, activations whose input was made here (not the caller's `x`) run in
+    place: fewer fresh buffers keep the working set in cache."""
+    x_in, owned = x, False  # owned: x is an intermediate of this call
+    infer = not torch.is_grad_enabled()
     for layer in layers:
         if isinstance(layer, _Block):
             x = layer(x, padding)
         elif not padding and isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)):
             x = conv_unpadded(layer, x)
+        elif infer and owned and isinstance(layer, Snake1d):
+            x = layer(x, inplace=True)
+        elif infer and owned and isinstance(layer, nn.Tanh):
+            x = x.tanh_()
         else:
             x = layer(x)
+        owned = x is not x_in
     return x
 
 
@@ -91,7 +99,7 @@ class ResidualUnit(_Block):
         crop = (x.shape[-1] - y.shape[-1]) // 2
         if crop > 0:
             x = x[..., crop:-crop]
-        return x + y
+        return y.add_(x) if not torch.is_grad_enabled() else x + y
 
 
 class EncoderBlock(_Block):

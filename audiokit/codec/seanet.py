@@ -12,7 +12,8 @@ than the pad first zero-extends them (``pad1d``). ``SConvTranspose1d`` trims ``k
 samples (from the right when causal, ``trim_right_ratio`` 1) and never the encoder's extra padding.
 
 Speed (CPU): reflect padding is one concatenation; without autograd, ELU takes a cheaper
-exp-based route and weight-normed weights are computed once and cached. Results equal the
+exp-based route and weight-normed convs use their cached weight and CPU fast paths
+(:mod:`audiokit.nn.weight_norm`). Results equal the
 plain modules' within float rounding (tests check both).
 """
 
@@ -102,11 +103,7 @@ class NormConv1d(nn.Module):
         self.norm = nn.GroupNorm(1, cout) if norm == "time_group_norm" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.conv
-        if not isinstance(c, WNConv1d) or torch.is_grad_enabled():
-            return self.norm(c(x))
-        w = _frozen_weight(c)
-        return self.norm(F.conv1d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups))
+        return self.norm(self.conv(x))  # WNConv1d: cached weight + CPU fast path without autograd
 
 
 class NormConvTranspose1d(nn.Module):
@@ -121,27 +118,7 @@ class NormConvTranspose1d(nn.Module):
         self.norm = nn.GroupNorm(1, cout) if norm == "time_group_norm" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.convtr
-        if not isinstance(c, WNConvTranspose1d) or torch.is_grad_enabled():
-            return self.norm(c(x))
-        w = _frozen_weight(c)
-        y = F.conv_transpose1d(
-            x, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation
-        )
-        return self.norm(y)
-
-
-def _frozen_weight(conv: WNConv1d | WNConvTranspose1d) -> torch.Tensor:
-    """The weight-normed weight, computed once and reused while ``weight_g``/``weight_v`` are
-    unchanged (their in-place version counters and storage), for inference without autograd:
-    recomputing g * v / ||v|| on every call costs as much as a small conv."""
-    g, v = conv.weight_g, conv.weight_v
-    key = (g._version, v._version, g.data_ptr(), v.data_ptr(), g.dtype, g.device)
-    cached = conv.__dict__.get("_frozen")
-    if cached is None or cached[0] != key:
-        cached = (key, conv.effective_weight.detach())
-        conv.__dict__["_frozen"] = cached
-    return cached[1]
+        return self.norm(self.convtr(x))
 
 
 class SConv1d(nn.Module):
@@ -259,7 +236,9 @@ class SEANetResnetBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.block(x)
+        if torch.is_grad_enabled():
+            return self.shortcut(x) + self.block(x)
+        return self.block(x).add_(self.shortcut(x))  # inference: no fresh buffer for the sum
 
 
 class SEANetEncoder(nn.Module):

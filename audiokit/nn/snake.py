@@ -9,16 +9,18 @@ import torch
 from torch import nn
 
 
-def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def snake(x: torch.Tensor, alpha: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """x (B, C, T), alpha (1, C, 1) -> (B, C, T); the values of DAC's scripted form, bit for bit.
 
     Without autograd it runs in place on one buffer (the activation is memory-bound; one
-    allocation instead of four); with autograd, the plain out-of-place expression.
+    allocation instead of four), and with ``inplace`` the result also overwrites ``x`` (for
+    callers that own ``x``); with autograd, the plain out-of-place expression.
     """
     inv = (alpha + 1e-9).reciprocal()
     if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad):
         return x + inv * torch.sin(alpha * x).pow(2)
-    return torch.mul(alpha, x).sin_().square_().mul_(inv).add_(x)
+    y = torch.mul(alpha, x).sin_().square_().mul_(inv)
+    return x.add_(y) if inplace else y.add_(x)
 
 
 class Snake1d(nn.Module):
@@ -28,9 +30,9 @@ class Snake1d(nn.Module):
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, T) -> (B, C, T)."""
-        return snake(x, self.alpha)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """x (B, C, T) -> (B, C, T); ``inplace``: overwrite x when autograd is off."""
+        return snake(x, self.alpha, inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.alpha.shape[1]}"

@@ -11,7 +11,8 @@ full encode + decode at the full number of codebooks:
 - **dac** (``shared/fixtures/dac``, weights.pth): audiokit ``RVQCodec.decode(encode(x))`` vs
   descript-audio-codec 1.0.0 ``decode(quantizer.from_codes(encode(preprocess(x))[1])[0])``.
 
-Codes must be identical before anything is timed. Implementations run round-robin
+``--batch N`` codes N copies of each utterance at gains 1 .. 0.5 in one call instead (the
+batched API, both sides). Codes must be identical before anything is timed. Implementations run round-robin
 ``--repeats`` times after a warm-up (``timing.time_interleaved``); the table gives min and median
 seconds and the speed-up ``reference min / audiokit min`` (> 1: audiokit is faster).
 ``--clock thread`` measures this thread's CPU time instead of wall time, for a shared machine.
@@ -59,16 +60,19 @@ def _interleaved_thread_time(fns: dict[str, Callable[[], object]], repeats: int,
     return times
 
 
-def _read(path: Path):
+def _read(path: Path, batch: int = 1):
     import numpy as np
     import soundfile as sf
     import torch
 
     x, _ = sf.read(path, dtype="float32", always_2d=True)
-    return torch.from_numpy(np.ascontiguousarray(x.T))[None]  # (1, C, S)
+    x = torch.from_numpy(np.ascontiguousarray(x.T))[None]  # (1, C, S)
+    if batch > 1:  # (batch, C, S): the utterance at gains 1 .. 0.5
+        x = x * torch.linspace(1.0, 0.5, batch).view(batch, 1, 1)
+    return x
 
 
-def encodec_pairs(fixture: Path) -> list[Pair]:
+def encodec_pairs(fixture: Path, batch: int = 1) -> list[Pair]:
     import torch
     from encodec import EncodecModel
     from encodec.modules import SEANetDecoder, SEANetEncoder
@@ -116,7 +120,7 @@ def encodec_pairs(fixture: Path) -> list[Pair]:
         load_into(ours, state, ckpt)
         ours.eval()
         for wav in sorted((fixture / "inputs").glob("*.wav")):
-            x = _read(wav)
+            x = _read(wav, batch)
             with torch.no_grad():
                 theirs = torch.cat([c for c, _ in ref.encode(x)], dim=-1)
                 if not torch.equal(ours.encode(x).codes, theirs.long()):
@@ -132,7 +136,7 @@ def encodec_pairs(fixture: Path) -> list[Pair]:
     return pairs
 
 
-def dac_pairs(fixture: Path) -> list[Pair]:
+def dac_pairs(fixture: Path, batch: int = 1) -> list[Pair]:
     import dac
     import torch
 
@@ -148,7 +152,7 @@ def dac_pairs(fixture: Path) -> list[Pair]:
     ours.eval()
     pairs: list[Pair] = []
     for wav in sorted((fixture / "inputs").glob("*.wav")):
-        x = _read(wav)
+        x = _read(wav, batch)
 
         def run_ref(x=x, model=ref):
             codes = model.encode(model.preprocess(x, model.sample_rate))[1]
@@ -170,6 +174,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["encodec", "dac"], default=None)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--shared", type=Path, default=SHARED, help="shared/fixtures folder")
+    parser.add_argument("--batch", type=int, default=1, help="utterances per call (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument(
         "--clock",
@@ -189,7 +194,7 @@ def main() -> None:
         if args.only not in (None, name):
             continue
         try:
-            pairs = build(args.shared / folder)
+            pairs = build(args.shared / folder, args.batch)
         except ImportError as e:
             print(f"# {name}: skipped ({e}); install the reference into this venv (see --help)")
             continue
@@ -211,7 +216,8 @@ def main() -> None:
             )
     load = (load_before, os.getloadavg()[0])
     print(
-        f"torch {torch.__version__}, 1 thread, {args.clock} clock, repeats {args.repeats}, load "
+        f"torch {torch.__version__}, 1 thread, batch {args.batch}, {args.clock} clock, "
+        f"repeats {args.repeats}, load "
         f"{load[0]:.1f} -> {load[1]:.1f}; speedup = reference min / audiokit min"
     )
     print("| config | utt | audiokit min / median (ms) | reference min / median (ms) | speedup |")
