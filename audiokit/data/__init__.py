@@ -8,7 +8,12 @@ from audiokit.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "audiokit.data.data_dir": ["DataDir", "Segment", "Utterance"],
-    "audiokit.data.operations": ["OpResult", "combine_data_dirs", "fix_data_dir", "subset_data_dir"],
+    "audiokit.data.operations": [
+        "OpResult",
+        "combine_data_dirs",
+        "fix_data_dir",
+        "subset_data_dir",
+    ],
     "audiokit.data.summary": ["Summary", "summarize"],
     "audiokit.data.validate": ["Problem", "validate_data_dir"],
     "audiokit.data.dataset": ["AsrDataset", "default_frontend"],
