@@ -36,16 +36,6 @@ DAC_KWARGS = (
 )  # fmt: skip
 
 
-class _NoTokenizer:
-    """Codecs have no tokenizer; ``write_model_dir`` asks for one, this writes no files."""
-
-    type = "none"
-    vocab_size = 0
-
-    def save(self, directory: Path) -> None:
-        return None
-
-
 def _find_checkpoint(src: Path) -> Path:
     if src.is_file():
         return src
@@ -147,6 +137,6 @@ def import_model(src: Path, dst: Path, overwrite: bool = False) -> Path:
     model.load_state_dict(convert_state(state, model, path), strict=True)
     meta = {"imported_from": "dac", "source": str(path), "dac_kwargs": kwargs}
     return write_model_dir(
-        dst, model.eval(), ARCH, args, None, model.sample_rate, _NoTokenizer(), meta=meta,
+        dst, model.eval(), ARCH, args, None, model.sample_rate, None, meta=meta,
         overwrite=overwrite,
     )  # fmt: skip

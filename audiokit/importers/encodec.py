@@ -254,16 +254,6 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path
     model.load_state_dict(state, strict=True)
 
 
-class _NoTokenizer:
-    """Codecs have no tokenizer; ``write_model_dir`` asks for one, this writes no files."""
-
-    type = "none"
-    vocab_size = 0
-
-    def save(self, directory: Path) -> None:
-        return None
-
-
 def import_model(src: Path, dst: Path, overwrite: bool = False) -> Path:
     """Convert the EnCodec checkpoint `src` (a .th or a folder holding one) into model dir `dst`."""
     from audiokit.codec.encodec import EncodecCodec
@@ -305,7 +295,7 @@ def import_model(src: Path, dst: Path, overwrite: bool = False) -> Path:
         args,
         None,
         model.sample_rate,
-        _NoTokenizer(),
+        None,
         meta=meta,
         overwrite=overwrite,
     )
