@@ -169,7 +169,7 @@ if want 5; then
             k_opt=()
             [ "${k}" = all ] || k_opt=(--n-codebooks "${k}")
             run "5.eval.${x}.k${k}" "${out}/codec_k${k}.done" -- audiokit codec eval --model "${packed}" \
-                --data "${dump}/${x}" "${k_opt[@]}" --output json --out "${out}/codec_k${k}.json"
+                --data "${dump}/${x}" "${k_opt[@]}" --output json --out "${out}/codec_k${k}.json" --overwrite
         done
         rates="${opus_bitrates}"
         if [ -z "${rates}" ]; then  # the codec's bitrates, raised to libopus's 6 kbit/s minimum
@@ -185,7 +185,7 @@ print(" ".join(f"{r:g}" for r in sorted(rates)))' "${out}"/codec_k*.json)
         fi
         for b in ${rates}; do
             run "5.opus.${x}.${b}" "${out}/opus_${b}.done" -- audiokit codec eval --opus "${b}" \
-                --sample-rate "${sample_rate}" --data "${dump}/${x}" --output json --out "${out}/opus_${b}.json"
+                --sample-rate "${sample_rate}" --data "${dump}/${x}" --output json --out "${out}/opus_${b}.json" --overwrite
         done
         "${AUDIOKIT_PYTHON}" "${bench}" --json "${out}"/codec_k*.json $(ls "${out}"/opus_*.json 2>/dev/null) \
             --title "${x}: ${exp_name} vs Opus (${sample_rate} Hz)" > "${out}/RESULTS.md" ||

@@ -224,6 +224,32 @@ def test_decode_rejects_codes_of_another_codec(capsys, rvq_dir, latent_dir, tmp_
     assert code == 1 and "junk.npz" in err
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda z: z.update(codes=-z["codes"] - 1), "negative"),
+        (lambda z: z.update(codes=np.concatenate([z["codes"], z["codes"]])), "rows"),
+        (lambda z: z.update(codes=z["codes"][:, :0]), "no frames"),
+        (lambda z: z.update(codes=z["codes"].astype(np.float32) + 0.5), "integers"),
+        (lambda z: z.update(sample_rate=np.array([8000, 8000])), "single value"),
+        (lambda z: z.update(extra=np.array("[1, 2]")), "JSON object"),
+        (lambda z: z.update(num_samples=np.array(10**12)), "does not fit"),
+        (lambda z: z.update(channels=np.array(2)), "another codec"),
+    ],
+)
+def test_crafted_npz_is_one_line_error(capsys, rvq_dir, tmp_path, change, message):
+    src = wav_file(tmp_path / "a.wav", seconds=0.5)
+    assert run_main(capsys, "codec", "encode", "--model", rvq_dir, src, tmp_path / "a.npz")[0] == 0
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    change(data)
+    np.savez(tmp_path / "bad.npz", **data)
+    good = tmp_path / "a.npz"
+    code, out, err = run_main(capsys, "codec", "decode", "--model", rvq_dir, tmp_path / "bad.npz", good, "--out-dir", tmp_path / "dec")  # fmt: skip
+    assert code == 1 and message in err and "Traceback" not in err
+    assert (tmp_path / "dec" / "a.wav").is_file()  # the good file after the bad one still decoded
+
+
 def test_latent_codec_round_trip(capsys, latent_dir, tmp_path):
     src = wav_file(tmp_path / "a.wav", seconds=0.5)
     code, stdout, err = run_main(capsys, "codec", "encode", "--model", latent_dir, src, tmp_path / "a.npz")  # fmt: skip
@@ -361,6 +387,16 @@ def test_resample_data_converts_only_what_needs_it(capsys, tmp_path):
     assert (out / "text").read_text() == "u1 A B\nu2 C\n"
     code, _, err = run_main(capsys, "codec", "resample-data", d, out, "--sample-rate", "8000")
     assert code == 2 and "--overwrite" in err
+
+
+def test_resample_data_refuses_ids_that_are_paths(capsys, tmp_path):
+    d = data_dir(tmp_path)  # u2 is at 16 kHz, so it would be written as a new file
+    scp = (d / "wav.scp").read_text().replace("u2 ", "../../escape ")
+    (d / "wav.scp").write_text(scp)
+    out = tmp_path / "d8k"
+    code, stdout, err = run_main(capsys, "codec", "resample-data", d, out, "--sample-rate", "8000")  # fmt: skip
+    assert "cannot be a file name" in err
+    assert not list(tmp_path.rglob("escape.wav"))
 
 
 def test_eval_short_utterances(capsys, rvq_dir, tmp_path):

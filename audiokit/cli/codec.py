@@ -6,6 +6,7 @@ Heavy modules (torch, the model) are imported inside the commands to keep `--hel
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -74,8 +75,8 @@ def _each(pairs: list[tuple[Path, Path]], overwrite: bool, fn: Callable[[Path, P
                     f"{src}: input and output are the same file; choose another output"
                 )
             typer.echo(fn(src, dst))
-        except (AudiokitError, OSError) as e:
-            failed += 1
+        except (AudiokitError, OSError, ValueError, RuntimeError, IndexError) as e:
+            failed += 1  # a bad item must not stop the others (nor print a traceback)
             msg = str(e) if isinstance(e, AudiokitError) else f"{src}: {e}"
             err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
     if failed:
@@ -84,7 +85,7 @@ def _each(pairs: list[tuple[Path, Path]], overwrite: bool, fn: Callable[[Path, P
 
 
 def _chunk(seconds: float) -> float | None:
-    if seconds < 0:
+    if not math.isfinite(seconds) or seconds < 0:
         raise ConfigError(f"--chunk-seconds {seconds} must be >= 0 (0: one pass)")
     return seconds or None
 
@@ -140,6 +141,7 @@ def encode(
 def _check_fits(path: Path, header: dict, codec) -> None:
     """The .npz must come from a codec like this one (kind, rate, hop, codebooks)."""
     mine = {"kind": codec.kind, "sample_rate": codec.sample_rate, "hop_length": codec.hop_length}
+    mine["channels"] = getattr(codec, "channels", 1)
     bad = [f"{k} {header[k]} vs {v}" for k, v in mine.items() if header[k] != v]
     if codec.kind == "rvq" and header["n_codebooks"] > codec.n_codebooks:
         bad.append(f"{header['n_codebooks']} codebooks vs {codec.n_codebooks}")
@@ -260,6 +262,7 @@ def evaluate(
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file.", show_default=False),
     chunk_seconds: float = typer.Option(60.0, "--chunk-seconds", help=_CHUNK_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:  # fmt: skip
     """Round-trip every utterance of a data dir and score it against the input: bitrate,
     mel distance (DAC multi-scale log-mel L1; lower is better), SI-SDR, STOI, and PESQ when the
@@ -292,6 +295,8 @@ def evaluate(
         err_console.print(f"warning: skipped {utt}: {msg}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     payload = result.to_dict()
     if out is not None:
+        if out.exists() and not overwrite:
+            raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
         with atomic_write(out) as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
@@ -326,8 +331,8 @@ def resample_data(
     if sample_rate <= 0:
         raise ConfigError(f"--sample-rate {sample_rate} must be a positive rate in Hz")
     src = DataDir.load(data)
-    if out.exists() and (out / "wav.scp").exists() and not overwrite:
-        raise ConfigError(f"{out} already holds a data dir; pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} exists and is not empty; pass --overwrite to replace it")
 
     def one(utt: str) -> tuple[str, str, bool]:
         u = src.utterance(utt)
@@ -335,6 +340,8 @@ def resample_data(
             info = scp_entry_info(u.entry, src.base_dir, key=u.recording)
             if info.sample_rate == sample_rate and info.num_channels == 1:
                 return utt, absolute_entry(u.entry, src.path), False
+        if "/" in utt or "\\" in utt or utt in ("", ".", ".."):
+            raise ConfigError(f"utterance id {utt!r} cannot be a file name; rename it in wav.scp")
         x, _ = src.load_audio(utt, sample_rate=sample_rate)
         path = (out / "wav" / f"{utt}.wav").resolve()
         save(path, x.clip(-1.0, 1.0), sample_rate)

@@ -102,6 +102,8 @@ class EncodecCodec(CodecTrainingMixin, nn.Module):
         self.audio_normalize = bool(audio_normalize)
         self.segment = segment
         self.overlap = float(overlap)
+        if not 0.0 <= self.overlap < 1.0:  # >= 1: one segment per sample; < 0: gaps (NaN audio)
+            raise ConfigError(f"overlap {overlap} must be in [0, 1)")
         self.n_codebooks = int(n_q)
         self.codebook_size = int(bins)
         self.target_bandwidths = list(target_bandwidths or [])

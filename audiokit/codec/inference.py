@@ -102,6 +102,8 @@ def resolve_n_codebooks(
     """Codebooks to use from --n-codebooks or --bandwidth (kbit/s); None = all (or latent)."""
     if n_codebooks is not None and bandwidth is not None:
         raise ConfigError("give --n-codebooks or --bandwidth, not both")
+    if bandwidth is not None and not (math.isfinite(bandwidth) and bandwidth > 0):
+        raise ConfigError(f"--bandwidth {bandwidth} must be a positive number of kbit/s")
     if codec.kind != "rvq":
         if n_codebooks is not None or bandwidth is not None:
             raise ConfigError(

@@ -130,11 +130,42 @@ def load_encoding(path: str | os.PathLike) -> tuple[CodecEncoding, dict[str, Any
         raise CodecFileError(
             f"{p}: kind '{kind}' needs a 2-D '{field}' array; re-create it with `audiokit codec encode`"
         )
+
+    def bad(why: str) -> CodecFileError:
+        return CodecFileError(f"{p}: {why}; re-create it with `audiokit codec encode`")
+
+    for key in ("kind", "sample_rate", "hop_length", "channels", "n_codebooks", "codebook_size",
+                "num_samples", "format_version", "extra"):  # fmt: skip
+        if key in data and data[key].ndim != 0:
+            raise bad(f"'{key}' must be a single value, not an array of shape {data[key].shape}")
     try:
         extra = json.loads(str(data.get("extra", "{}")))
     except json.JSONDecodeError:
-        raise CodecFileError(f"{p}: 'extra' is not valid JSON; re-create the file") from None
-    num = int(data.get("num_samples", -1))
+        raise bad("'extra' is not valid JSON") from None
+    if not isinstance(extra, dict):
+        raise bad("'extra' must be a JSON object")
+    try:
+        num = int(data.get("num_samples", -1))
+        hop = int(data["hop_length"])
+        n_codebooks = int(data.get("n_codebooks", 0))
+    except (TypeError, ValueError):
+        raise bad("a header entry is not a number") from None
+    frames = data[field].shape[1]
+    if frames == 0 or hop <= 0:
+        raise bad(f"no frames in '{field}' (or hop_length {hop})")
+    if field == "codes":
+        codes = data["codes"]
+        if not np.issubdtype(codes.dtype, np.integer):
+            raise bad(f"'codes' must be integers, not {codes.dtype}")
+        if codes.min() < 0:
+            raise bad("'codes' holds negative entries")
+        if n_codebooks and codes.shape[0] != n_codebooks:
+            raise bad(
+                f"'codes' has {codes.shape[0]} rows but the header says {n_codebooks} codebooks"
+            )
+    # chunked/segmented encodings may hold a few more frames than num_samples / hop
+    if num > frames * hop * 4 + hop:
+        raise bad(f"num_samples {num} does not fit {frames} frames of {hop} samples")
 
     def tensor(key: str, dtype) -> torch.Tensor | None:
         return None if key not in data else torch.from_numpy(data[key].astype(dtype))[None]
@@ -150,9 +181,9 @@ def load_encoding(path: str | os.PathLike) -> tuple[CodecEncoding, dict[str, Any
     header = {
         "kind": kind,
         "sample_rate": int(data["sample_rate"]),
-        "hop_length": int(data["hop_length"]),
+        "hop_length": hop,
         "channels": int(data.get("channels", 1)),
-        "n_codebooks": int(data.get("n_codebooks", 0)),
+        "n_codebooks": n_codebooks,
         "codebook_size": int(data.get("codebook_size", 0)),
         "format_version": int(data.get("format_version", FORMAT_VERSION)),
     }

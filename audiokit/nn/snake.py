@@ -17,7 +17,8 @@ def snake(x: torch.Tensor, alpha: torch.Tensor, inplace: bool = False) -> torch.
     callers that own ``x``); with autograd, the plain out-of-place expression.
     """
     inv = (alpha + 1e-9).reciprocal()
-    if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad):
+    if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or inplace):
+        # autograd may have saved x for another op: never overwrite it while grad mode is on
         return x + inv * torch.sin(alpha * x).pow(2)
     y = torch.mul(alpha, x).sin_().square_().mul_(inv)
     return x.add_(y) if inplace else y.add_(x)

@@ -43,21 +43,36 @@ def _records_graph(module: nn.Module, x: torch.Tensor) -> bool:
 
 
 def frozen_weight(conv: WNConv1d | WNConvTranspose1d) -> torch.Tensor:
-    """The weight-normed weight, computed once and reused while ``weight_g``/``weight_v`` are
-    unchanged (their in-place version counters and storage: an optimiser step or
-    ``load_state_dict`` invalidates it). For inference without autograd only: recomputing
-    g * v / ||v|| on every call costs as much as a small conv."""
+    """The weight-normed weight for calls without autograd; in eval mode it is computed once and
+    reused while ``weight_g``/``weight_v`` keep their version counters and storage.
+
+    Only eval mode caches: a fused optimiser (or a write through ``.data``) changes parameters
+    without bumping their version, so ``train()``/``eval()`` drop the cache and training mode
+    always recomputes. The weight is made outside inference mode, so a cache built under
+    ``torch.inference_mode()`` still serves a later call that autograd records.
+    Recomputing g * v / ||v|| on every call costs as much as a small conv."""
     g, v = conv.weight_g, conv.weight_v
+    if conv.training:
+        with torch.no_grad():
+            return torch._weight_norm(v, g, 0)
     key = (g._version, v._version, g.data_ptr(), v.data_ptr(), g.dtype, g.device)
     cached = conv.__dict__.get("_frozen")
     if cached is None or cached[0] != key:
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             cached = (key, torch._weight_norm(v, g, 0))
         conv.__dict__["_frozen"] = cached
     return cached[1]
 
 
-class WNConv1d(nn.Conv1d):
+class _DropsCacheOnModeChange:
+    """``train()``/``eval()`` drop the cached weight (see :func:`frozen_weight`)."""
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        self.__dict__.pop("_frozen", None)
+        return super().train(mode)
+
+
+class WNConv1d(_DropsCacheOnModeChange, nn.Conv1d):
     """``nn.Conv1d`` whose weight is ``weight_g * weight_v / ||weight_v||`` (shapes as torch's)."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -84,7 +99,7 @@ class WNConv1d(nn.Conv1d):
         )  # fmt: skip
 
 
-class WNConvTranspose1d(nn.ConvTranspose1d):
+class WNConvTranspose1d(_DropsCacheOnModeChange, nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` with old-style weight norm (g per input channel, dim 0)."""
 
     def __init__(self, *args, **kwargs) -> None:
