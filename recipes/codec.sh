@@ -65,8 +65,8 @@ fi
 . "${utils}/path.sh"
 
 egs_dir="$(pwd)"
-die() { echo "error: $*" >&2; exit 2; }
-log() { echo "$(date '+%H:%M:%S') $*"; }
+# shellcheck source=utils/steps.sh
+. "${utils}/steps.sh"
 
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] && [ -n "${test_sets}" ] ||
     die "set --train-set, --valid-set and --test-sets (the egs run.sh normally does)"
@@ -94,26 +94,6 @@ dump="dump/sr${sample_rate}"
 token_dir="data/token_list/${token_type}$([ "${token_type}" = char ] || echo "${nbpe}")"
 packed="${exp}/packed"
 
-# run TAG DONE [run_jobs options] -- COMMAND...: run unless DONE exists, then create it.
-# DONE is DIR/.done for data dirs (deleting the dir redoes the step), a sibling file otherwise.
-run() {
-    local tag="$1" marker="$2" opts=()
-    shift 2
-    [[ "${marker}" == *.done ]] || marker="${marker}/.done"
-    while [ "$1" != "--" ]; do opts+=("$1"); shift; done
-    shift
-    if [ -f "${marker}" ]; then
-        log "  ${tag}: done already (${marker}), skipped"
-        return 0
-    fi
-    log "  ${tag}: $* (log: ${logdir}/${tag}.log)"
-    "${utils}/run_jobs.sh" --backend "${backend}" --slurm-opts "${slurm_opts}" \
-        --name "${exp_name}.${tag}" --cpus "${nj}" "${opts[@]}" "${logdir}/${tag}.log" "$@" ||
-        die "stage ${tag%%.*} failed; see ${logdir}/${tag}.log"
-    mkdir -p "$(dirname "${marker}")"
-    touch "${marker}"
-}
-want() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 log "recipe: $(basename "$(dirname "${egs_dir}")")/$(basename "${egs_dir}") in ${PWD}, stages ${stage}-${stop_stage}, exp ${exp}, ${sample_rate} Hz"
 
