@@ -168,8 +168,8 @@ def render(job: Job) -> int:
     return int(x.shape[-1])
 
 
-def _render_all(jobs: list[Job], nj: int, progress: bool) -> dict[str, int]:
-    """Render jobs in `nj` processes (espeak-ng is one synthesiser per process)."""
+def render_all(jobs: list[Job], nj: int, progress: bool, name: str) -> dict[str, int]:
+    """Render jobs in `nj` processes (espeak-ng is one synthesiser per process): utt -> samples."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -208,26 +208,43 @@ def prepare_mini_en(
     progress: bool = True,
 ) -> MiniEnResult:
     """Build (or finish, or reuse) the corpus in `out_dir`; see the module docstring."""
-    from audiokit.audio import info
-
-    out_dir = Path(out_dir)
     t0 = time.perf_counter()
     config = {"version": VERSION, "num_utts": num_utts, "seed": seed}
-    cfg_path = out_dir / CONFIG_FILE
-    check_corpus_config(out_dir, cfg_path, config, "mini_en")
+    dirs, synthesised = synthesize_corpus(
+        Path(out_dir), CONFIG_FILE, config, "mini_en", plan, nj, progress
+    )
+    return MiniEnResult(dirs, synthesised, time.perf_counter() - t0)
+
+
+def synthesize_corpus(
+    out_dir: Path,
+    config_file: str,
+    config: dict,
+    name: str,
+    plan_jobs: Callable[[Path, int, int], dict[str, list[Job]]],
+    nj: int,
+    progress: bool,
+) -> tuple[list[PreparedDir], int]:
+    """The espeak-ng corpora's build (mini_en, mini_zh): reuse a finished corpus of the same
+    config, else render the missing wavs of `plan_jobs(out_dir, num_utts, seed)` and write the
+    train/dev/test data dirs and voices.json. Returns (dirs, utterances rendered now)."""
+    from audiokit.audio import info
+
+    cfg_path = out_dir / config_file
+    check_corpus_config(out_dir, cfg_path, config, name)
     splits = ("train", "dev", "test")
     if cfg_path.is_file() and all(is_prepared(out_dir / s) for s in splits):
-        dirs = [PreparedDir(s, out_dir / s, _count(out_dir / s), reused=True) for s in splits]
-        return MiniEnResult(dirs, 0, time.perf_counter() - t0)
+        return [PreparedDir(s, out_dir / s, _count(out_dir / s), reused=True) for s in splits], 0
+    split_sizes(config["num_utts"])  # a bad --num-utts fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     ours = cfg_path.is_file()  # an earlier run of ours: its half-written dirs may be replaced
     for split in splits:
         check_replaceable(out_dir / split, ours)  # before minutes of work, not after
     with atomic_write(cfg_path) as f:
         f.write(json.dumps(config) + "\n")
-    jobs = plan(out_dir, num_utts, seed)
+    jobs = plan_jobs(out_dir, config["num_utts"], config["seed"])
     todo = [j for split in splits for j in jobs[split] if not Path(j.path).is_file()]
-    lengths = _render_all(todo, nj, progress)
+    lengths = render_all(todo, nj, progress, name)
     dirs = []
     for split in splits:
         for j in jobs[split]:
@@ -245,7 +262,7 @@ def prepare_mini_en(
         dirs.append(PreparedDir(split, dest, len(jobs[split])))
     with atomic_write(out_dir / "voices.json") as f:  # which espeak-ng voice each speaker is
         json.dump({s: {j.speaker: j.voice for j in jobs[s]} for s in splits}, f, indent=1)
-    return MiniEnResult(dirs, len(todo), time.perf_counter() - t0)
+    return dirs, len(todo)
 
 
 def _count(path: Path) -> int:

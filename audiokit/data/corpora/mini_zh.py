@@ -15,24 +15,22 @@ same settings reuses finished wavs and skips a complete corpus.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from audiokit.data.corpora import (
     PreparedDir,
-    check_corpus_config,
-    check_replaceable,
-    is_prepared,
-    write_prepared,
 )
-from audiokit.data.corpora.mini_en import Job, assign_jobs, hold_out_voices, render, split_sizes
-from audiokit.utils.atomic import atomic_write
+from audiokit.data.corpora.mini_en import (
+    Job,
+    assign_jobs,
+    hold_out_voices,
+    split_sizes,
+    synthesize_corpus,
+)
 
 SAMPLE_RATE = 16000
 LANGUAGE = "cmn"  # Mandarin; `yue` is Cantonese and `cmn-latn-pinyin` reads pinyin, not characters
@@ -74,32 +72,6 @@ def plan(out_dir: Path, num_utts: int, seed: int) -> dict[str, list[Job]]:
     return assign_jobs(out_dir, sentences, sizes, split_voices(seed), r, (150, 230), speaker_id)
 
 
-def _render_all(jobs: list[Job], nj: int, progress: bool) -> dict[str, int]:
-    """Render jobs in `nj` processes (espeak-ng is one synthesiser per process)."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    lengths: dict[str, int] = {}
-    if not jobs:
-        return lengths
-    bar = Progress(console=Console(stderr=True), transient=True, disable=not progress)
-    with bar:
-        task = bar.add_task("synthesising mini_zh", total=len(jobs))
-        if nj <= 1:
-            results = map(render, jobs)
-        else:
-            pool = ProcessPoolExecutor(nj, mp_context=get_context("spawn"))
-            results = pool.map(render, jobs, chunksize=8)
-        try:
-            for job, n in zip(jobs, results, strict=True):
-                lengths[job.utt] = n
-                bar.advance(task)
-        finally:
-            if nj > 1:
-                pool.shutdown(cancel_futures=True)
-    return lengths
-
-
 @dataclass
 class MiniZhResult:
     dirs: list[PreparedDir]
@@ -115,47 +87,9 @@ def prepare_mini_zh(
     progress: bool = True,
 ) -> MiniZhResult:
     """Build (or finish, or reuse) the corpus in `out_dir`; see the module docstring."""
-    from audiokit.audio import info
-
-    out_dir = Path(out_dir)
     t0 = time.perf_counter()
     config = {"version": VERSION, "num_utts": num_utts, "seed": seed}
-    cfg_path = out_dir / CONFIG_FILE
-    check_corpus_config(out_dir, cfg_path, config, "mini_zh")
-    splits = ("train", "dev", "test")
-    if cfg_path.is_file() and all(is_prepared(out_dir / s) for s in splits):
-        dirs = [PreparedDir(s, out_dir / s, _count(out_dir / s), reused=True) for s in splits]
-        return MiniZhResult(dirs, 0, time.perf_counter() - t0)
-    split_sizes(num_utts)  # a bad --num-utts fails before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ours = cfg_path.is_file()  # an earlier run of ours: its half-written dirs may be replaced
-    for split in splits:
-        check_replaceable(out_dir / split, ours)  # before minutes of work, not after
-    with atomic_write(cfg_path) as f:
-        f.write(json.dumps(config) + "\n")
-    jobs = plan(out_dir, num_utts, seed)
-    todo = [j for split in splits for j in jobs[split] if not Path(j.path).is_file()]
-    lengths = _render_all(todo, nj, progress)
-    dirs = []
-    for split in splits:
-        for j in jobs[split]:
-            if j.utt not in lengths:  # rendered by an earlier, interrupted run
-                lengths[j.utt] = info(j.path).num_frames
-        dest = out_dir / split
-        write_prepared(
-            dest,
-            wav_scp={j.utt: os.path.relpath(j.path, dest) for j in jobs[split]},
-            text={j.utt: j.text for j in jobs[split]},
-            utt2spk={j.utt: j.speaker for j in jobs[split]},
-            lengths={j.utt: (lengths[j.utt], SAMPLE_RATE) for j in jobs[split]},
-            overwrite=ours,
-        )
-        dirs.append(PreparedDir(split, dest, len(jobs[split])))
-    with atomic_write(out_dir / "voices.json") as f:  # which espeak-ng voice each speaker is
-        json.dump({s: {j.speaker: j.voice for j in jobs[s]} for s in splits}, f, indent=1)
-    return MiniZhResult(dirs, len(todo), time.perf_counter() - t0)
-
-
-def _count(path: Path) -> int:
-    with open(path / "wav.scp", encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+    dirs, synthesised = synthesize_corpus(
+        Path(out_dir), CONFIG_FILE, config, "mini_zh", plan, nj, progress
+    )
+    return MiniZhResult(dirs, synthesised, time.perf_counter() - t0)
