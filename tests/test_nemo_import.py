@@ -307,3 +307,102 @@ def test_refuses_escaping_member_and_non_tar(fixture_dir, tmp_path):
     bad.write_bytes(b"not a tar")
     with pytest.raises(ModelError, match="not a readable .nemo"):
         import_model(bad, tmp_path / "e")
+
+
+def test_batch_norm_conv_and_list_conv_context(fixture_dir, expected, tmp_path):
+    """``conv_norm_type: batch_norm`` (NeMo's default) with ``conv_context_size: [k-1, 0]``
+    (the list spelling of causal): NeMo's BatchNorm weights and running stats land in the conv
+    module, the model applies them per channel, and streaming still equals offline."""
+    gen = torch.Generator().manual_seed(0)
+    bn = {}
+
+    def edit_cfg(cfg):
+        cfg["encoder"]["conv_norm_type"] = "batch_norm"
+        cfg["encoder"]["conv_context_size"] = [cfg["encoder"]["conv_kernel_size"] - 1, 0]
+
+    def edit_sd(sd):
+        out = {}
+        for k, v in sd.items():
+            if ".conv.batch_norm." in k:  # NeMo's name for the conv norm, LayerNorm or not
+                out[k] = v
+                if k.endswith(".weight"):
+                    d = v.shape[0]
+                    stem = k[: -len("weight")]
+                    mean, var = torch.randn(d, generator=gen), torch.rand(d, generator=gen) + 0.5
+                    out[stem + "running_mean"], out[stem + "running_var"] = mean, var
+                    out[stem + "num_batches_tracked"] = torch.tensor(100)
+                    bn[stem] = (v, mean, var)
+            else:
+                out[k] = v
+        return out
+
+    src = rebuild(fixture_dir, tmp_path / "bn.nemo", edit_cfg, edit_sd)
+    model, _ = load_model_dir(import_model(src, tmp_path / "bn"))
+    assert model.config["conv_norm"] == "batch_norm"
+    norm = model.encoder.layers[0].conv.norm
+    assert isinstance(norm, torch.nn.BatchNorm1d)
+    weight, mean, var = bn["encoder.layers.0.conv.batch_norm."]
+    assert torch.equal(norm.weight, weight) and torch.equal(norm.running_mean, mean)
+    x = torch.randn(2, 64, 5, generator=gen)  # (B, d, T): per-channel affine at inference
+    want = (x - mean[:, None]) / torch.sqrt(var[:, None] + norm.eps) * weight[:, None]
+    torch.testing.assert_close(norm(x), want + norm.bias[:, None], atol=1e-5, rtol=1e-5)
+
+    mel, n = mel_of(expected, "goforward")
+    with torch.no_grad():
+        offline, lengths = model.encoder(mel, torch.tensor([n]), (14, 1))
+        state = model.encoder.init_state(1, (14, 1), cache="kv")
+        outs = []
+        for a in range(0, n, 16):
+            b = min(a + 16, n)
+            out, _, state = model.encoder.stream_step(mel[:, a:b], torch.tensor([b - a]), state)
+            outs.append(out)
+        out, _, state = model.encoder.stream_step(mel[:, :0], torch.tensor([0]), state, True)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1)[:, : int(lengths[0])], offline, **TOL)
+
+
+def test_refuses_symmetric_conv_context(fixture_dir, tmp_path):
+    def symmetric(cfg):
+        cfg["encoder"]["conv_context_size"] = [4, 4]
+
+    src = rebuild(fixture_dir, tmp_path / "s.nemo", symmetric)
+    with pytest.raises(ConfigError, match=r"conv_context_size=\[4, 4\] is not supported"):
+        import_model(src, tmp_path / "s")
+
+
+def test_striding_subsampling(fixture_dir, expected, tmp_path):
+    """``subsampling: striding`` (full causal convs, NeMo's ``conv.0/2/4`` layout) imports, its
+    weights land where NeMo keeps them, and streaming equals offline."""
+    gen = torch.Generator().manual_seed(1)
+    convs = {}
+
+    def edit_cfg(cfg):
+        cfg["encoder"]["subsampling"] = "striding"
+
+    def edit_sd(sd):
+        out = {k: v for k, v in sd.items() if not k.startswith("encoder.pre_encode.conv.")}
+        out["encoder.pre_encode.conv.0.weight"] = sd["encoder.pre_encode.conv.0.weight"]
+        out["encoder.pre_encode.conv.0.bias"] = sd["encoder.pre_encode.conv.0.bias"]
+        c = sd["encoder.pre_encode.conv.0.weight"].shape[0]
+        for i in (2, 4):
+            w = torch.randn(c, c, 3, 3, generator=gen) / (3 * c**0.5)
+            out[f"encoder.pre_encode.conv.{i}.weight"] = convs[i] = w
+            out[f"encoder.pre_encode.conv.{i}.bias"] = torch.zeros(c)
+        return out
+
+    src = rebuild(fixture_dir, tmp_path / "st.nemo", edit_cfg, edit_sd)
+    model, _ = load_model_dir(import_model(src, tmp_path / "st"))
+    sub = model.encoder.subsampling
+    assert sub.kind == "striding" and torch.equal(sub.conv[4].weight, convs[4])
+    mel, n = mel_of(expected, "sense_0870")
+    with torch.no_grad():
+        offline, lengths = model.encoder(mel, torch.tensor([n]), (14, 0))
+        state = model.encoder.init_state(1, (14, 0), cache="kv")
+        outs = []
+        for a in range(0, n, 13):
+            b = min(a + 13, n)
+            out, _, state = model.encoder.stream_step(mel[:, a:b], torch.tensor([b - a]), state)
+            outs.append(out)
+        out, _, state = model.encoder.stream_step(mel[:, :0], torch.tensor([0]), state, True)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1)[:, : int(lengths[0])], offline, **TOL)

@@ -137,6 +137,8 @@ class StreamingConformer(nn.Module):
         dropout: float = 0.1,
         dropout_pre_encoder: float = 0.1,
         dropout_att: float = 0.1,
+        conv_norm: str = "layer_norm",
+        subsampling_type: str = "dw_striding",
         pred_hidden: int = 320,
         pred_layers: int = 1,
         pred_dropout: float = 0.2,
@@ -181,6 +183,8 @@ class StreamingConformer(nn.Module):
             dropout,
             dropout_pre_encoder,
             dropout_att,
+            conv_norm,
+            subsampling_type,
         )
         self.ctc_out = nn.Linear(d_model, vocab_size) if heads != "rnnt" else None
         if heads != "ctc":

@@ -21,6 +21,8 @@ import torch
 import yaml
 
 from audiokit.errors import ConfigError, ModelError
+from audiokit.nn.causal_conv import SUBSAMPLING_KINDS
+from audiokit.nn.streaming_layer import CONV_NORMS
 
 ARCH = "streaming_conformer"
 _CLASSES = {
@@ -30,12 +32,9 @@ _CLASSES = {
 }
 # encoder option -> the only value we implement (NeMo's cache-aware streaming layout).
 _REQUIRED = {
-    "subsampling": "dw_striding",
     "causal_downsampling": True,
     "self_attention_model": "rel_pos",
     "att_context_style": "chunked_limited",
-    "conv_context_size": "causal",
-    "conv_norm_type": "layer_norm",
     "use_bias": True,
     "untie_biases": True,
     "feat_out": -1,
@@ -114,6 +113,23 @@ def check_encoder(enc: dict[str, Any]) -> None:
             )
     if int(enc.get("feat_in", 0)) <= 0:
         raise ConfigError("encoder.feat_in is missing from model_config.yaml")
+    kernel = int(enc.get("conv_kernel_size", 31))
+    conv_ctx = enc.get("conv_context_size")  # NeMo default None: symmetric, not streaming
+    if conv_ctx != "causal" and list(conv_ctx or []) != [kernel - 1, 0]:
+        raise ConfigError(
+            f"encoder.conv_context_size={conv_ctx!r} is not supported (cache-aware streaming "
+            f"import needs 'causal' or [{kernel - 1}, 0])"
+        )
+    sub = enc.get("subsampling", "striding")
+    if sub not in SUBSAMPLING_KINDS:
+        raise ConfigError(
+            f"encoder.subsampling={sub!r} is not supported (use one of {', '.join(SUBSAMPLING_KINDS)})"
+        )
+    norm = enc.get("conv_norm_type", "batch_norm")
+    if norm not in CONV_NORMS:
+        raise ConfigError(
+            f"encoder.conv_norm_type={norm!r} is not supported (use one of {', '.join(CONV_NORMS)})"
+        )
 
 
 def model_args(cfg: dict[str, Any], heads: str, vocab: int) -> dict[str, Any]:
@@ -143,6 +159,8 @@ def model_args(cfg: dict[str, Any], heads: str, vocab: int) -> dict[str, Any]:
         "dropout": float(enc.get("dropout", 0.1)),
         "dropout_pre_encoder": float(enc.get("dropout_pre_encoder", 0.1)),
         "dropout_att": float(enc.get("dropout_att", 0.0)),
+        "conv_norm": enc.get("conv_norm_type", "batch_norm"),
+        "subsampling_type": enc.get("subsampling", "striding"),
     }
     if heads == "hybrid":
         args["ctc_weight"] = float(cfg.get("aux_ctc", {}).get("ctc_loss_weight", 0.3))

