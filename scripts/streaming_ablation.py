@@ -15,7 +15,8 @@ dev token error rate (greedy CTC). Used for the mini_en ablations in docs/stream
 ``--set KEY=JSON`` overrides a model argument; ``--nemo-init`` re-initialises the causal front end
 the way NeMo does (uniform, +-1/sqrt(fan_in)) instead of audiokit's He init;
 ``--symmetric-convs`` pads the block convolutions symmetrically (a diagnostic: such a model can
-no longer stream).
+no longer stream); ``--specaug`` applies the mini_en offline recipe's SpecAugment (2 x 10 bins,
+2 x 20 frames); contexts: ``--set att_context_size='[[32,7],[32,0]]'``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from audiokit.asr.decode.ctc_greedy import ctc_greedy_search
 from audiokit.asr.streaming import StreamingConformer
 from audiokit.audio.io import load
 from audiokit.features.frontend import build_fbank_frontend
+from audiokit.features.specaugment import SpecAugment
 from audiokit.nn import causal_conv
 from audiokit.text.tokenizer import load_tokenizer
 from audiokit.train.interface import Batch
@@ -55,11 +57,13 @@ def load_set(data_dir: Path, tokenizer, limit: int) -> tuple[list[torch.Tensor],
     return feats, ids
 
 
-def make_batch(idx, feats, ids) -> Batch:
+def make_batch(idx, feats, ids, augment: nn.Module | None = None) -> Batch:
     lengths = torch.tensor([feats[i].shape[0] for i in idx])
     x = torch.zeros(len(idx), int(lengths.max()), feats[0].shape[1])
     for j, i in enumerate(idx):
         x[j, : lengths[j]] = feats[i]
+    if augment is not None:
+        x = augment(x, lengths)
     tl = torch.tensor([len(ids[i]) for i in idx])
     y = torch.full((len(idx), int(tl.max())), -1, dtype=torch.long)
     for j, i in enumerate(idx):
@@ -98,6 +102,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     ap.add_argument("--nemo-init", action="store_true")
     ap.add_argument("--symmetric-convs", action="store_true")
+    ap.add_argument("--specaug", action="store_true")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -120,6 +125,9 @@ def main() -> None:
         if args.symmetric_convs:
             symmetric_block_convs()
     model.set_cmvn(stacked.mean(0), 1 / stacked.std(0))
+    augment = None
+    if args.specaug:  # on the raw fbank, before CMVN, as the recipe's data pipeline does
+        augment = SpecAugment(0, "bicubic", 2, 10, 2, 20).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     steps, warm = args.steps, args.warmup
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -149,7 +157,8 @@ def main() -> None:
         for i in range(0, len(order), args.batch_size):
             if step >= steps:
                 break
-            loss = model.training_losses(make_batch(order[i : i + args.batch_size], feats, ids))
+            batch = make_batch(order[i : i + args.batch_size], feats, ids, augment)
+            loss = model.training_losses(batch)
             opt.zero_grad()
             loss["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -163,7 +172,7 @@ def main() -> None:
                 )
     print(
         f"FINAL {args.model} {' '.join(args.set)} nemo_init={args.nemo_init} "
-        f"symmetric={args.symmetric_convs}: last-batch CTC loss {float(loss['loss'].detach()):.2f}, "
+        f"symmetric={args.symmetric_convs} specaug={args.specaug}: last-batch CTC loss {float(loss['loss'].detach()):.2f}, "
         f"dev TER {dev_ter():.3f}"
     )
 
