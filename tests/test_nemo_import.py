@@ -309,6 +309,21 @@ def test_refuses_escaping_member_and_non_tar(fixture_dir, tmp_path):
         import_model(bad, tmp_path / "e")
 
 
+def assert_streaming_equals_offline(model, mel, n: int, ctx: tuple[int, int], block: int) -> None:
+    """Encoder outputs fed ``block`` mel frames at a time (then flushed) == the offline pass."""
+    with torch.no_grad():
+        offline, lengths = model.encoder(mel, torch.tensor([n]), ctx)
+        state = model.encoder.init_state(1, ctx, cache="kv")
+        outs = []
+        for a in range(0, n, block):
+            b = min(a + block, n)
+            out, _, state = model.encoder.stream_step(mel[:, a:b], torch.tensor([b - a]), state)
+            outs.append(out)
+        out, _, state = model.encoder.stream_step(mel[:, :0], torch.tensor([0]), state, True)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1)[:, : int(lengths[0])], offline, **TOL)
+
+
 def test_batch_norm_conv_and_list_conv_context(fixture_dir, expected, tmp_path):
     """``conv_norm_type: batch_norm`` (NeMo's default) with ``conv_context_size: [k-1, 0]``
     (the list spelling of causal): NeMo's BatchNorm weights and running stats land in the conv
@@ -347,18 +362,7 @@ def test_batch_norm_conv_and_list_conv_context(fixture_dir, expected, tmp_path):
     want = (x - mean[:, None]) / torch.sqrt(var[:, None] + norm.eps) * weight[:, None]
     torch.testing.assert_close(norm(x), want + norm.bias[:, None], atol=1e-5, rtol=1e-5)
 
-    mel, n = mel_of(expected, "goforward")
-    with torch.no_grad():
-        offline, lengths = model.encoder(mel, torch.tensor([n]), (14, 1))
-        state = model.encoder.init_state(1, (14, 1), cache="kv")
-        outs = []
-        for a in range(0, n, 16):
-            b = min(a + 16, n)
-            out, _, state = model.encoder.stream_step(mel[:, a:b], torch.tensor([b - a]), state)
-            outs.append(out)
-        out, _, state = model.encoder.stream_step(mel[:, :0], torch.tensor([0]), state, True)
-        outs.append(out)
-    torch.testing.assert_close(torch.cat(outs, 1)[:, : int(lengths[0])], offline, **TOL)
+    assert_streaming_equals_offline(model, *mel_of(expected, "goforward"), (14, 1), block=16)
 
 
 def test_refuses_symmetric_conv_context(fixture_dir, tmp_path):
@@ -394,15 +398,4 @@ def test_striding_subsampling(fixture_dir, expected, tmp_path):
     model, _ = load_model_dir(import_model(src, tmp_path / "st"))
     sub = model.encoder.subsampling
     assert sub.kind == "striding" and torch.equal(sub.conv[4].weight, convs[4])
-    mel, n = mel_of(expected, "sense_0870")
-    with torch.no_grad():
-        offline, lengths = model.encoder(mel, torch.tensor([n]), (14, 0))
-        state = model.encoder.init_state(1, (14, 0), cache="kv")
-        outs = []
-        for a in range(0, n, 13):
-            b = min(a + 13, n)
-            out, _, state = model.encoder.stream_step(mel[:, a:b], torch.tensor([b - a]), state)
-            outs.append(out)
-        out, _, state = model.encoder.stream_step(mel[:, :0], torch.tensor([0]), state, True)
-        outs.append(out)
-    torch.testing.assert_close(torch.cat(outs, 1)[:, : int(lengths[0])], offline, **TOL)
+    assert_streaming_equals_offline(model, *mel_of(expected, "sense_0870"), (14, 0), block=13)
