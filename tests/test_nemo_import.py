@@ -399,3 +399,58 @@ def test_striding_subsampling(fixture_dir, expected, tmp_path):
     sub = model.encoder.subsampling
     assert sub.kind == "striding" and torch.equal(sub.conv[4].weight, convs[4])
     assert_streaming_equals_offline(model, *mel_of(expected, "sense_0870"), (14, 0), block=13)
+
+
+_NEMO_USE_BIAS = (
+    ".feed_forward1.linear", ".feed_forward2.linear", ".self_attn.linear_q.",
+    ".self_attn.linear_k.", ".self_attn.linear_v.", ".self_attn.linear_out.",
+    ".conv.pointwise_conv1.", ".conv.depthwise_conv.", ".conv.pointwise_conv2.",
+)  # fmt: skip
+
+
+def _encoder_out(src: Path, dst: Path, expected) -> torch.Tensor:
+    model, _ = load_model_dir(import_model(src, dst))
+    mel, n = mel_of(expected, "goforward")
+    with torch.no_grad():
+        return model.encoder(mel, torch.tensor([n]), (14, 1))[0]
+
+
+def test_use_bias_false_and_shared_pos_biases(fixture_dir, expected, tmp_path):
+    """``use_bias: false`` (NeMo drops the layer Linear/conv biases: imported as zeros) and
+    ``untie_biases: false`` (one pos_bias_u/v for all layers, per-layer keys or encoder-level
+    ones) give exactly the encoder of an equivalent ``use_bias``/untied checkpoint."""
+    is_layer_bias = lambda k: k.endswith(".bias") and any(p in k for p in _NEMO_USE_BIAS)  # noqa: E731
+
+    def shared(sd):
+        out = dict(sd)
+        for k in sd:
+            if k.endswith(("self_attn.pos_bias_u", "self_attn.pos_bias_v")):
+                out[k] = sd["encoder.layers.0.self_attn." + k.rsplit(".", 1)[1]]
+        return out
+
+    def reference(sd):  # biases zeroed, pos biases shared, the default flags
+        return {k: torch.zeros_like(v) if is_layer_bias(k) else v for k, v in shared(sd).items()}
+
+    def no_bias(cfg):
+        cfg["encoder"]["use_bias"] = False
+        cfg["encoder"]["untie_biases"] = False
+
+    def per_layer(sd):
+        return {k: v for k, v in shared(sd).items() if not is_layer_bias(k)}
+
+    def encoder_level(sd):
+        out = {k: v for k, v in per_layer(sd).items() if ".pos_bias_" not in k}
+        out["encoder.pos_bias_u"] = sd["encoder.layers.0.self_attn.pos_bias_u"]
+        out["encoder.pos_bias_v"] = sd["encoder.layers.0.self_attn.pos_bias_v"]
+        return out
+
+    ref = _encoder_out(
+        rebuild(fixture_dir, tmp_path / "r.nemo", edit_sd=reference), tmp_path / "r", expected
+    )
+    for name, edit in (("p", per_layer), ("e", encoder_level)):
+        src = rebuild(fixture_dir, tmp_path / f"{name}.nemo", no_bias, edit)
+        torch.testing.assert_close(
+            _encoder_out(src, tmp_path / name, expected), ref, atol=0, rtol=0
+        )
+    # and the zeros matter: the fixture's own biases give another encoder output
+    assert not torch.equal(ref, _encoder_out(fixture_dir / "model.nemo", tmp_path / "f", expected))

@@ -35,12 +35,16 @@ _REQUIRED = {
     "causal_downsampling": True,
     "self_attention_model": "rel_pos",
     "att_context_style": "chunked_limited",
-    "use_bias": True,
-    "untie_biases": True,
     "feat_out": -1,
     "reduction": None,
     "global_tokens": 0,
 }
+# Encoder-layer weights whose bias NeMo drops with use_bias: false (zero biases are the same map).
+_USE_BIAS_PARTS = (
+    ".ff1.linear1.", ".ff1.linear2.", ".ff2.linear1.", ".ff2.linear2.",
+    ".attn.linear_q.", ".attn.linear_k.", ".attn.linear_v.", ".attn.linear_out.",
+    ".conv.pointwise1.", ".conv.depthwise.", ".conv.pointwise2.",
+)  # fmt: skip
 _MAX_MEMBER = 4 << 30  # bytes; a .nemo member larger than this is refused
 
 # NeMo encoder name fragments -> ours (applied in order to "encoder.*" keys).
@@ -99,8 +103,6 @@ def check_encoder(enc: dict[str, Any]) -> None:
             f"encoder {target} is not supported; only NeMo ConformerEncoder (FastConformer) is"
         )
     defaults = {
-        "untie_biases": True,
-        "use_bias": True,
         "feat_out": -1,
         "reduction": None,
         "global_tokens": 0,
@@ -199,10 +201,14 @@ def map_state_dict(sd: dict[str, torch.Tensor], heads: str) -> dict[str, torch.T
             if k.startswith("joint.joint_net.") and k.endswith(".weight")
         }
     )
+    layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.layers.")})
     for key, value in sd.items():
         if key.startswith("preprocessor."):
             continue
-        if key.startswith("encoder."):
+        if key in ("encoder.pos_bias_u", "encoder.pos_bias_v"):  # untie_biases: false, shared
+            for i in layers:
+                out.setdefault(f"encoder.layers.{i}.attn.{key.rsplit('.', 1)[1]}", value)
+        elif key.startswith("encoder."):
             new = key[len("encoder.") :]
             for a, b in _ENCODER_NAMES:
                 new = new.replace(a, b)
@@ -297,7 +303,13 @@ def build_from_nemo(src: Path):
         vocab = int(cfg["decoder"]["vocab_size"])
     args = model_args(cfg, heads, vocab)
     model = StreamingConformer(**args)
-    load_weights_strict(model, map_state_dict(sd, heads))
+    mapped = map_state_dict(sd, heads)
+    if not cfg["encoder"].get("use_bias", True):
+        own = model.state_dict()
+        for key in own:
+            if key.endswith(".bias") and any(p in key for p in _USE_BIAS_PARTS):
+                mapped.setdefault(key, torch.zeros_like(own[key]))
+    load_weights_strict(model, mapped)
     pre = dict(cfg.get("preprocessor") or {})
     pre.pop("_target_", None)
     if str(pre.get("normalize", "NA")) not in ("NA", "None", "none"):
