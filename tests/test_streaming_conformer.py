@@ -86,11 +86,12 @@ def test_causal_subsampling_lengths_and_causality():
     assert not torch.allclose(y2[:, 6], y[:, 6])
 
 
-def tiny_encoder(seed: int = 0) -> StreamingConformerEncoder:
+def tiny_encoder(seed: int = 0, factor: int = 8, **options) -> StreamingConformerEncoder:
     torch.manual_seed(seed)
     enc = StreamingConformerEncoder(
-        20, 32, 4, 64, 2, 5, 8, 16, CONTEXTS, dropout=0.0, dropout_pre_encoder=0.0, dropout_att=0.0
-    ).eval()
+        20, 32, 4, 64, 2, 5, factor, 16, CONTEXTS, dropout=0.0, dropout_pre_encoder=0.0,
+        dropout_att=0.0, **options,
+    ).eval()  # fmt: skip
     with torch.no_grad():  # larger weights than the init: differences would show
         for p in enc.parameters():
             p.normal_(0, 0.3)
@@ -131,6 +132,37 @@ def test_stream_step_equals_offline(ctx, one_torch_thread):
             for i in range(2):
                 assert streamed[i].shape[0] == int(off_len[i])
                 torch.testing.assert_close(streamed[i], offline[i, : off_len[i]], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "factor,options",
+    [
+        (2, {}),
+        (4, {"subsampling_type": "striding"}),
+        (16, {"conv_norm": "batch_norm"}),
+        (8, {"subsampling_type": "striding", "conv_norm": "batch_norm"}),
+    ],
+)
+def test_stream_step_equals_offline_variants(factor, options, one_torch_thread):
+    """Other subsampling factors, NeMo's full-conv ``striding`` front end and batch-norm convs:
+    chunk-by-chunk still equals offline (every context, ragged batch)."""
+    enc = tiny_encoder(1, factor, **options)
+    for m in enc.modules():  # non-trivial running statistics for the batch norms
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    feats = torch.randn(2, 213, 20)
+    lengths = torch.tensor([213, 150])
+    with torch.no_grad():
+        for ctx in CONTEXTS:
+            offline, off_len = enc(feats, lengths, ctx)
+            for step in (7, 32):
+                streamed = stream_encoder(enc, feats, lengths, ctx, step)
+                for i in range(2):
+                    assert streamed[i].shape[0] == int(off_len[i])
+                    torch.testing.assert_close(
+                        streamed[i], offline[i, : off_len[i]], atol=1e-5, rtol=0
+                    )
 
 
 def test_offline_batch_padding_invariant(one_torch_thread):
