@@ -39,6 +39,11 @@ _REQUIRED = {
     "reduction": None,
     "global_tokens": 0,
 }
+# encoder option -> (NeMo's default, the values we implement).
+_CHOICES = {
+    "subsampling": ("striding", SUBSAMPLING_KINDS),
+    "conv_norm_type": ("batch_norm", CONV_NORMS),
+}
 # Encoder-layer weights whose bias NeMo drops with use_bias: false (zero biases are the same map).
 _USE_BIAS_PARTS = (
     ".ff1.linear1.", ".ff1.linear2.", ".ff2.linear1.", ".ff2.linear2.",
@@ -122,16 +127,12 @@ def check_encoder(enc: dict[str, Any]) -> None:
             f"encoder.conv_context_size={conv_ctx!r} is not supported (cache-aware streaming "
             f"import needs 'causal' or [{kernel - 1}, 0])"
         )
-    sub = enc.get("subsampling", "striding")
-    if sub not in SUBSAMPLING_KINDS:
-        raise ConfigError(
-            f"encoder.subsampling={sub!r} is not supported (use one of {', '.join(SUBSAMPLING_KINDS)})"
-        )
-    norm = enc.get("conv_norm_type", "batch_norm")
-    if norm not in CONV_NORMS:
-        raise ConfigError(
-            f"encoder.conv_norm_type={norm!r} is not supported (use one of {', '.join(CONV_NORMS)})"
-        )
+    for key, (default, allowed) in _CHOICES.items():
+        if enc.get(key, default) not in allowed:
+            raise ConfigError(
+                f"encoder.{key}={enc.get(key, default)!r} is not supported "
+                f"(use one of {', '.join(allowed)})"
+            )
 
 
 def model_args(cfg: dict[str, Any], heads: str, vocab: int) -> dict[str, Any]:
@@ -161,8 +162,8 @@ def model_args(cfg: dict[str, Any], heads: str, vocab: int) -> dict[str, Any]:
         "dropout": float(enc.get("dropout", 0.1)),
         "dropout_pre_encoder": float(enc.get("dropout_pre_encoder", 0.1)),
         "dropout_att": float(enc.get("dropout_att", 0.0)),
-        "conv_norm": enc.get("conv_norm_type", "batch_norm"),
-        "subsampling_type": enc.get("subsampling", "striding"),
+        "conv_norm": enc.get("conv_norm_type", _CHOICES["conv_norm_type"][0]),
+        "subsampling_type": enc.get("subsampling", _CHOICES["subsampling"][0]),
     }
     if heads == "hybrid":
         args["ctc_weight"] = float(cfg.get("aux_ctc", {}).get("ctc_loss_weight", 0.3))
